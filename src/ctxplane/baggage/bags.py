@@ -1,0 +1,528 @@
+"""Declarative typed bags and structs: the Python face of the BDL.
+
+.. code-block:: python
+
+    class XTraceBaggage(Bag, index=7):
+        taskId = field(1, FIXED64)
+        parentEventIds = field(2, set_of(FIXED64))
+
+    b = XTraceBaggage(taskId=1, parentEventIds={2, 3})
+    b2 = b.replace(taskId=5)
+
+Bags are immutable. Unset primitives read as ``None``; unset sets, maps, counters and taints
+read as empty, zero or False. A bag parsed from atoms keeps the fields it does not know (from a
+newer schema, say) and writes them out again unchanged; ``overflowed`` tells whether an overflow
+marker came before the end of the bag, i.e. whether it may have lost data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from .atoms import OVERFLOW_MARKER, merge
+from .errors import BaggageError
+from .fields import BagType, ElementType, FieldType, StructType, as_type
+from .lexvarint import encode_unsigned
+from .protocol import DATA_PREFIX, MAX_LEVEL, header_level, header_prefix
+
+__all__ = ["Bag", "Field", "Struct", "field", "registered_bags"]
+
+
+class _Node:
+    """A bag parsed for typed reading: data payloads and children by header atom.
+
+    Duplicate headers (from merges of unsorted lists) share one node. ``level`` is the level of
+    this bag's own header (-1 for the root); ``end`` is one past its last atom; ``ranges`` are
+    the atom ranges (header included) it was read from; ``bad`` is set when a field reader met
+    an atom it could not decode.
+    """
+
+    __slots__ = ("bad", "children", "data", "end", "level", "opaque", "ranges", "src")
+
+    def __init__(self, level: int, src: _Source) -> None:
+        self.level = level
+        self.src = src
+        self.data: list[bytes] = []
+        self.children: dict[bytes, _Node] = {}
+        self.opaque: list[bytes] = []
+        self.end = 0
+        self.ranges: list[tuple[int, int]] = []
+        self.bad = False
+
+
+class _Source:
+    """The atom list nodes were parsed from, and the index of its first overflow marker."""
+
+    __slots__ = ("atoms", "first_marker")
+
+    def __init__(self, atoms: Sequence[bytes], first_marker: int) -> None:
+        self.atoms = atoms
+        self.first_marker = first_marker
+
+    @property
+    def overflow_at(self) -> int:
+        """Index of the first overflow marker, or a number past every node's end."""
+        return self.first_marker if self.first_marker >= 0 else 1 << 62
+
+
+def first_marker(atoms: Sequence[bytes]) -> int:
+    """Index of the first overflow marker in ``atoms``, or -1."""
+    try:
+        return atoms.index(OVERFLOW_MARKER)
+    except ValueError:
+        return -1
+
+
+def parse_nodes(
+    atoms: Sequence[bytes], start: int, end: int, level: int, marker: int | None = None
+) -> _Node:
+    """Parse ``atoms[start:end]`` as the content of a bag whose header is at ``level``.
+
+    ``marker`` is the index of the first overflow marker in ``atoms`` (found if not given).
+    """
+    src = _Source(atoms, first_marker(atoms) if marker is None else marker)
+    root = _Node(level, src)
+    root.end = end
+    stack: list[tuple[_Node, int]] = [(root, start)]
+    for i in range(start, end):
+        atom = atoms[i]
+        if not atom:
+            continue
+        node = stack[-1][0]
+        if atom[0] == DATA_PREFIX:
+            node.data.append(atom[1:])
+            continue
+        hl = header_level(atom)
+        depth = level + len(stack)  # children of the innermost node sit at this level
+        if hl < 0 or hl > depth:
+            node.opaque.append(atom)
+            continue
+        while len(stack) > hl - level:
+            done, s = stack.pop()
+            done.ranges.append((s, i))
+            done.end = i
+        parent = stack[-1][0]
+        child = parent.children.get(atom)
+        if child is None:
+            child = parent.children[atom] = _Node(hl, src)
+        stack.append((child, i))
+    while len(stack) > 1:
+        done, s = stack.pop()
+        done.ranges.append((s, end))
+        done.end = end
+    return root
+
+
+class Field:
+    """A numbered field of a bag: a descriptor reading the bag's value or the type's default."""
+
+    __slots__ = ("header_payload", "name", "number", "type")
+
+    def __init__(self, number: int, type: FieldType[Any] | type) -> None:
+        if not 0 <= number <= 0xFFFFFFFF:
+            raise ValueError(f"field number {number} is not an unsigned 32-bit index")
+        self.number = number
+        self.type: FieldType[Any] = as_type(type)
+        self.name = ""
+        self.header_payload = encode_unsigned(number)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Bag | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        v = obj._values.get(self.name)
+        return self.type.default() if v is None else v
+
+    def __repr__(self) -> str:
+        return f"field({self.number}, {self.type!r})"
+
+
+def field(number: int, type: FieldType[Any] | type) -> Any:
+    """Declare a bag field numbered ``number`` of BDL ``type`` (typed ``Any`` for checkers)."""
+    return Field(number, type)
+
+
+_REGISTRY: dict[int, type[Bag]] = {}
+
+
+def registered_bags() -> dict[int, type[Bag]]:
+    """The bag classes registered at level-0 indices (a copy)."""
+    return dict(_REGISTRY)
+
+
+class Bag:
+    """Base class of typed bags. Subclass with ``index=N`` to register at level-0 index N."""
+
+    __slots__ = ("__weakref__", "_atoms", "_hash", "_overflowed", "_unknown", "_values")
+    _fields: ClassVar[tuple[Field, ...]] = ()
+    _by_name: ClassVar[dict[str, Field]] = {}
+    _by_header: ClassVar[dict[bytes, Field]] = {}
+    bag_index: ClassVar[int | None] = None
+    _field_type: ClassVar[BagType | None] = None
+
+    def __init_subclass__(cls, index: int | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fields: list[Field] = []
+        for base in reversed(cls.__mro__[1:]):
+            fields.extend(getattr(base, "_fields", ()))
+        fields.extend(v for v in vars(cls).values() if isinstance(v, Field))
+        numbers = [f.number for f in fields]
+        if len(set(numbers)) != len(numbers):
+            raise TypeError(f"{cls.__name__}: two fields share a number")
+        cls._fields = tuple(sorted(fields, key=lambda f: f.number))
+        cls._by_name = {f.name: f for f in cls._fields}
+        cls._field_type = None
+        if index is not None:
+            register(cls, index)
+
+    def __init__(self, **values: Any) -> None:
+        checked: dict[str, Any] = {}
+        by_name = self._by_name
+        for name, v in values.items():
+            f = by_name.get(name)
+            if f is None:
+                raise TypeError(f"{type(self).__name__} has no field {name!r}")
+            if v is not None:
+                v = f.type.validate(v)
+                if f.type.is_empty(v):
+                    continue
+                checked[name] = v
+        set_ = object.__setattr__
+        set_(self, "_values", checked)
+        set_(self, "_unknown", ())
+        set_(self, "_overflowed", False)
+        set_(self, "_atoms", None)
+        set_(self, "_hash", None)
+
+    # -- immutability and value semantics --------------------------------------------------
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use .replace()")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Bag)
+        return (
+            self._values == other._values
+            and self._unknown == other._unknown
+            and self._overflowed == other._overflowed
+        )
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            object.__setattr__(self, "_hash", hash((type(self), self.atoms())))
+        return self._hash  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        parts = [f"{k}={v!r}" for k, v in self._values.items()]
+        if self._overflowed:
+            parts.append("overflowed=True")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.atoms()))
+
+    @property
+    def overflowed(self) -> bool:
+        """Whether this bag may have lost data to trimming (an overflow marker preceded its
+        end when it was read, or it was joined with such a bag)."""
+        return self._overflowed
+
+    def is_empty(self) -> bool:
+        """Whether this bag writes no atoms at all."""
+        return not self._values and not self._unknown and not self._overflowed
+
+    def values(self) -> dict[str, Any]:
+        """The fields that are set, by name."""
+        return dict(self._values)
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with the given fields changed (``None`` unsets a field)."""
+        new = type(self)(**changes)
+        merged = {k: v for k, v in self._values.items() if k not in changes}
+        merged.update(new._values)
+        object.__setattr__(new, "_values", merged)
+        object.__setattr__(new, "_unknown", self._unknown)
+        object.__setattr__(new, "_overflowed", self._overflowed)
+        return new
+
+    # -- atoms -----------------------------------------------------------------------------
+
+    def _write(self, level: int, out: list[bytes]) -> None:
+        if level > MAX_LEVEL:
+            raise ValueError(f"bags nest at most {MAX_LEVEL + 1} levels")
+        if self._overflowed:
+            out.append(OVERFLOW_MARKER)
+        prefix = bytes((header_prefix(level),))
+        start = len(out)
+        for f in self._fields:
+            v = self._values.get(f.name)
+            if v is None:
+                continue
+            mark = len(out)
+            out.append(prefix + f.header_payload)
+            f.type.write(v, level + 1, out)
+            if len(out) == mark + 1:
+                del out[mark]
+        if self._unknown:
+            unknown = _relevel(self._unknown, level)
+            out[start:] = merge(out[start:], unknown)
+
+    def atoms(self, level: int = 0) -> tuple[bytes, ...]:
+        """This bag's content atoms with its fields' headers at ``level`` (0 = a writer's
+        root; 1 = inside a context, under the bag's registered header)."""
+        if level == 1 and self._atoms is not None:
+            return self._atoms  # type: ignore[no-any-return]
+        out: list[bytes] = []
+        self._write(level, out)
+        result = tuple(out)
+        if level == 1:
+            object.__setattr__(self, "_atoms", result)
+        return result
+
+    @classmethod
+    def from_atoms(cls, atoms: Sequence[bytes], level: int = 0) -> Any:
+        """Read a bag from its content atoms, fields at ``level``; never raises on bad input
+        (undecodable atoms are skipped and the bag is marked overflowed)."""
+        atoms = tuple(atoms)
+        return cls._from_node(parse_nodes(atoms, 0, len(atoms), level - 1))
+
+    @classmethod
+    def _from_node(cls, node: _Node) -> Any:
+        bag = cls.__new__(cls)
+        values: dict[str, Any] = {}
+        unknown: list[bytes] = []
+        prefix = header_prefix(node.level + 1)
+        by_header = cls._headers(prefix)
+        for header, child in node.children.items():
+            f = by_header.get(header)
+            if f is None:
+                for s, e in child.ranges:
+                    unknown.extend(node.src.atoms[s:e])
+                continue
+            v = f.type.read(child)
+            if child.bad:
+                node.bad = True
+            if v is not None and not f.type.is_empty(v):
+                values[f.name] = v
+        if node.opaque:
+            unknown.extend(node.opaque)
+        if node.data:
+            unknown.extend(b"\x00" + d for d in node.data)
+        set_ = object.__setattr__
+        set_(bag, "_values", values)
+        set_(bag, "_unknown", _Unknown(unknown, node.level + 1) if unknown else ())
+        set_(bag, "_overflowed", node.bad or node.src.overflow_at < node.end)
+        set_(bag, "_atoms", None)
+        set_(bag, "_hash", None)
+        return bag
+
+    @classmethod
+    def _headers(cls, prefix: int) -> dict[bytes, Field]:
+        cache = cls.__dict__.get("_header_cache")
+        if cache is None:
+            cache = {}
+            type.__setattr__(cls, "_header_cache", cache)
+        table: dict[bytes, Field] | None = cache.get(prefix)
+        if table is None:
+            table = {bytes((prefix,)) + f.header_payload: f for f in cls._fields}
+            cache[prefix] = table
+        return table
+
+    def join(self, other: Any) -> Any:
+        """Join two bags of the same class field by field, as the merge of their atoms would."""
+        if other is self or other is None:
+            return self
+        if type(other) is not type(self):
+            raise TypeError(f"cannot join {type(self).__name__} with {type(other).__name__}")
+        if other.is_empty():
+            return self
+        if self.is_empty():
+            return other
+        values = dict(self._values)
+        for name, v in other._values.items():
+            mine = values.get(name)
+            values[name] = v if mine is None else self._by_name[name].type.join(mine, v)
+        new = type(self).__new__(type(self))
+        unknown: Any = self._unknown
+        if other._unknown and other._unknown != self._unknown:
+            level = 1
+            unknown = _Unknown(
+                merge(_relevel(self._unknown, level), _relevel(other._unknown, level)), level
+            )
+        set_ = object.__setattr__
+        set_(new, "_values", values)
+        set_(new, "_unknown", unknown)
+        set_(new, "_overflowed", self._overflowed or other._overflowed)
+        set_(new, "_atoms", None)
+        set_(new, "_hash", None)
+        return new
+
+    @classmethod
+    def field_type(cls) -> BagType:
+        """This class as a field type (for nesting bags)."""
+        if cls.__dict__.get("_field_type") is None:
+            type.__setattr__(cls, "_field_type", BagType(cls))
+        return cls.__dict__["_field_type"]  # type: ignore[no-any-return]
+
+    @classmethod
+    def fields(cls) -> tuple[Field, ...]:
+        """The declared fields, by number."""
+        return cls._fields
+
+
+class _Unknown(tuple):  # type: ignore[type-arg]
+    """Atoms of a bag that its class does not declare, with the level they were read at."""
+
+    level: int
+
+    def __new__(cls, atoms: Sequence[bytes], level: int) -> _Unknown:
+        self = super().__new__(cls, atoms)
+        self.level = level
+        return self
+
+
+def _relevel(atoms: Sequence[bytes], level: int) -> tuple[bytes, ...]:
+    """Move header atoms read at ``atoms.level`` to ``level`` (keeping their relative depth)."""
+    src = getattr(atoms, "level", level)
+    if src == level:
+        return tuple(atoms)
+    delta = level - src
+    out = []
+    for a in atoms:
+        hl = header_level(a)
+        if hl < 0:
+            out.append(a)
+            continue
+        p = a[0]
+        new_level = hl + delta
+        if not 0 <= new_level <= MAX_LEVEL:
+            raise ValueError("unknown fields cannot be moved to that level")
+        out.append(bytes((header_prefix(new_level, bool(p & 4), bool(p & 1)),)) + a[1:])
+    return tuple(out)
+
+
+def register(cls: type[Bag], index: int) -> None:
+    """Register a bag class at level-0 index ``index`` (re-registering replaces)."""
+    if not 0 <= index <= 0xFFFFFFFF:
+        raise ValueError(f"bag index {index} is not an unsigned 32-bit index")
+    type.__setattr__(cls, "bag_index", index)
+    _REGISTRY[index] = cls
+
+
+def _rebuild(cls: type[Bag], atoms: tuple[bytes, ...]) -> Bag:
+    return cls.from_atoms(atoms)  # type: ignore[no-any-return]
+
+
+class Struct:
+    """Base class of BDL structs: fixed members, one data atom, no tags.
+
+    Declare members in order with field types: ``a = member(INT32)``. Instances are immutable
+    and hashable (they can be set elements).
+    """
+
+    __slots__ = ("_values",)
+    _members: ClassVar[tuple[tuple[str, ElementType[Any]], ...]] = ()
+    _struct_type: ClassVar[StructType | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        members: list[tuple[str, ElementType[Any]]] = []
+        for name, v in list(vars(cls).items()):
+            if isinstance(v, _Member):
+                members.append((name, v.type))
+                delattr(cls, name)
+        cls._members = tuple(getattr(cls.__mro__[1], "_members", ())) + tuple(members)
+        cls._struct_type = None
+
+    def __init__(self, **values: Any) -> None:
+        out = []
+        for name, t in self._members:
+            v = values.pop(name, None)
+            out.append(t.struct_default() if v is None else t.validate(v))
+        if values:
+            raise TypeError(f"{type(self).__name__} has no member {next(iter(values))!r}")
+        object.__setattr__(self, "_values", tuple(out))
+
+    def __getattr__(self, name: str) -> Any:
+        for i, (n, _) in enumerate(type(self)._members):
+            if n == name:
+                return self._values[i]
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use .replace()")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values == other._values  # type: ignore[attr-defined,no-any-return]
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._values))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={v!r}" for (n, _), v in zip(self._members, self._values))
+        return f"{type(self).__name__}({inner})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self).from_payload, (self.to_payload(),))
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with the given members changed."""
+        current = {n: v for (n, _), v in zip(self._members, self._values)}
+        current.update(changes)
+        return type(self)(**current)
+
+    def values(self) -> dict[str, Any]:
+        """Members by name."""
+        return {n: v for (n, _), v in zip(self._members, self._values)}
+
+    def to_payload(self) -> bytes:
+        """The struct's data-atom payload."""
+        return b"".join(t.encode_in_struct(v) for (_, t), v in zip(self._members, self._values))
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> Any:
+        """Read a struct; members that cannot be read keep their defaults (as the reference)."""
+        return cls._decode_at(payload, 0)[0]
+
+    @classmethod
+    def _decode_at(cls, payload: bytes, pos: int) -> tuple[Any, int]:
+        values = []
+        ok = True
+        for _, t in cls._members:
+            if ok:
+                try:
+                    v, pos = t.decode_in_struct(payload, pos)
+                    values.append(v)
+                    continue
+                except BaggageError:
+                    ok = False
+            values.append(t.struct_default())
+        obj = cls.__new__(cls)
+        object.__setattr__(obj, "_values", tuple(values))
+        return obj, pos
+
+    @classmethod
+    def field_type(cls) -> StructType:
+        """This struct as a field type."""
+        if cls.__dict__.get("_struct_type") is None:
+            type.__setattr__(cls, "_struct_type", StructType(cls))
+        return cls.__dict__["_struct_type"]  # type: ignore[no-any-return]
+
+
+class _Member:
+    __slots__ = ("type",)
+
+    def __init__(self, type: ElementType[Any] | type) -> None:
+        self.type: ElementType[Any] = as_type(type)  # type: ignore[assignment]
+
+
+def member(type: ElementType[Any] | type) -> Any:
+    """Declare a struct member of an element type (a primitive or another struct)."""
+    return _Member(type)

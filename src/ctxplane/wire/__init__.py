@@ -1,0 +1,1 @@
+"""Wire formats: Tracing Plane header encodings and W3C Trace Context / Baggage interop."""
