@@ -363,6 +363,53 @@ class Bag:
         return new
 
     @classmethod
+    def get(cls) -> Any:
+        """This class's bag in the active baggage of the current execution, or None."""
+        from ..transit import context  # the transit layer sits above; imported on first use
+
+        return context.current().get(cls)
+
+    @classmethod
+    def set(cls, bag: Bag) -> None:
+        """Make ``bag`` this class's bag in the active baggage of the current execution."""
+        from ..transit import context
+
+        if type(bag) is not cls:
+            raise TypeError(f"{cls.__name__}.set() takes a {cls.__name__}")
+        context.set_bag(bag)
+
+    @classmethod
+    def update(cls, **changes: Any) -> Any:
+        """Apply ``replace(**changes)`` to the active bag (or an empty one) and set it back.
+
+        ``MyBag.update(c=MyBag.current().c + 1)`` is spelled shorter with :meth:`add` /
+        :meth:`increment`.
+        """
+        from ..transit import context
+
+        return context.update_bag(cls, **changes)
+
+    @classmethod
+    def current(cls) -> Any:
+        """This class's bag in the active baggage, or an empty instance (never None)."""
+        return cls.get() or cls()
+
+    @classmethod
+    def increment(cls, name: str, n: int = 1) -> Any:
+        """Increment the counter field ``name`` of the active bag by ``n``."""
+        bag = cls.current()
+        return cls.update(**{name: getattr(bag, name) + n})
+
+    @classmethod
+    def add(cls, name: str, *elements: Any) -> Any:
+        """Add elements to the set field ``name`` of the active bag."""
+        bag = cls.current()
+        current = getattr(bag, name)
+        if all(e in current for e in elements):
+            return bag
+        return cls.update(**{name: current | frozenset(elements)})
+
+    @classmethod
     def field_type(cls) -> BagType:
         """This class as a field type (for nesting bags)."""
         if cls.__dict__.get("_field_type") is None:

@@ -1,0 +1,350 @@
+"""Branch and join across asyncio: tasks, gather, TaskGroup, shield, executors, callbacks.
+
+Mechanism, chosen deliberately: ``asyncio.Task`` is an immutable C type, so its methods cannot
+be patched in place, and Python 3.11 gives no access to a task's context. ctxplane therefore
+
+* patches ``create_task`` on the event loop classes (``asyncio.BaseEventLoop`` and, when
+  present, ``uvloop.Loop``) - the one path every task goes through: ``asyncio.create_task``,
+  ``ensure_future``, ``gather`` and ``TaskGroup`` (which calls ``loop.create_task`` directly).
+  It copies the context itself, puts the child's frame in it (the **branch**) and passes it as
+  ``context=``, so the copy the task would have made anyway is the one ctxplane keeps;
+* creates tasks of :class:`JoiningTask`, a Python subclass of ``asyncio.Task`` whose
+  ``__await__``, ``result()`` and ``exception()`` **join** the child's final baggage into the
+  awaiting context, at the moment of observation. An app's own task factory is kept and called
+  with the branched context; its tasks are remembered (weakly) so that the Python-level join
+  points below still join them;
+* patches the Python-level join points that do not go through those methods in the observer:
+  ``_GatheringFuture`` (gather), ``TaskGroup.__aexit__``, ``shield``, ``run_in_executor`` and
+  ``to_thread`` (both return futures that join when awaited), and branches callbacks scheduled
+  with ``call_soon`` / ``call_later`` / ``call_at`` (branch only: nothing flows back).
+
+Cancelled and failed children still join what they had done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import asyncio.base_events
+import asyncio.futures
+import asyncio.taskgroups
+import asyncio.tasks
+import asyncio.threads
+import contextvars
+import functools
+import sys
+import weakref
+from collections.abc import Callable, Generator
+from typing import Any
+
+from ..transit import context as _t
+
+__all__ = ["JoiningTask", "is_patched", "patch", "unpatch"]
+
+_Future = asyncio.Future
+_CTX = "_ctxplane_ctx"
+
+# Tasks made by an app's task factory: task -> (context, start frame)
+_foreign: weakref.WeakKeyDictionary[asyncio.Future[Any], tuple[contextvars.Context, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _join_child(fut: Any) -> None:
+    """Join a finished child (task or future) into the current context, if it is ours."""
+    state = getattr(fut, _CTX, None)
+    if state is None:
+        if not _foreign:
+            return
+        try:
+            state = _foreign.get(fut)
+        except TypeError:
+            return
+        if state is None:
+            return
+    _t.join_context(state[0], state[1])
+
+
+class JoiningTask(asyncio.Task):  # type: ignore[type-arg]
+    """An ``asyncio.Task`` that joins its final baggage into whoever observes it."""
+
+    _ctxplane_ctx: tuple[contextvars.Context, Any] | None = None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        try:
+            return (yield from super().__await__())
+        finally:
+            if self.done():
+                _join_child(self)
+
+    __iter__ = __await__  # type: ignore[assignment]
+
+    def result(self) -> Any:
+        try:
+            return super().result()
+        finally:
+            if self.done():
+                _join_child(self)
+
+    def exception(self) -> BaseException | None:
+        try:
+            return super().exception()
+        finally:
+            if self.done():
+                _join_child(self)
+
+
+class JoiningFuture(asyncio.Future):  # type: ignore[type-arg]
+    """A future standing for a child execution (executor call, shielded task): awaiting it or
+    reading its result joins the child's final baggage."""
+
+    _ctxplane_ctx: tuple[contextvars.Context, Any] | None = None
+    _ctxplane_source: Any = None
+
+    def _ctxplane_join(self) -> None:
+        if self._ctxplane_ctx is not None:
+            _t.join_context(*self._ctxplane_ctx)
+        elif self._ctxplane_source is not None:
+            _join_child(self._ctxplane_source)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        try:
+            return (yield from super().__await__())
+        finally:
+            if self.done():
+                self._ctxplane_join()
+
+    __iter__ = __await__  # type: ignore[assignment]
+
+    def result(self) -> Any:
+        try:
+            return super().result()
+        finally:
+            if self.done():
+                self._ctxplane_join()
+
+
+def _copy_state(src: asyncio.Future[Any], dst: asyncio.Future[Any]) -> None:
+    if dst.done():
+        return
+    if src.cancelled():
+        dst.cancel()
+        return
+    exc = src.exception()
+    if exc is not None:
+        dst.set_exception(exc)
+    else:
+        dst.set_result(src.result())
+
+
+def _follow(src: asyncio.Future[Any], dst: JoiningFuture) -> JoiningFuture:
+    """Make ``dst`` complete as ``src`` does; cancelling ``dst`` cancels ``src``."""
+    src.add_done_callback(functools.partial(_copy_state, dst=dst))
+
+    def _cancel_src(d: asyncio.Future[Any]) -> None:
+        if d.cancelled():
+            src.cancel()
+
+    dst.add_done_callback(_cancel_src)
+    return dst
+
+
+# -- originals and wrappers -----------------------------------------------------------------
+
+_originals: dict[tuple[Any, str], Any] = {}
+
+
+def _save(owner: Any, name: str) -> Any:
+    key = (owner, name)
+    if key not in _originals:
+        _originals[key] = owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)
+    return _originals[key]
+
+
+def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callable[..., Any]:
+    def create_task(
+        self: Any, coro: Any, *, name: str | None = None, context: contextvars.Context | None = None
+    ) -> Any:
+        ctx, start = _t.branch_context(context)
+        factory = self.get_task_factory()
+        if factory is None:
+            if base_events:
+                self._check_closed()
+            task = JoiningTask(coro, loop=self, name=name, context=ctx)
+            task._ctxplane_ctx = (ctx, start)
+            if base_events and task._source_traceback:
+                del task._source_traceback[-1]
+            return task
+        task = original(self, coro, name=name, context=ctx)
+        if isinstance(task, JoiningTask):
+            task._ctxplane_ctx = (ctx, start)
+        else:
+            try:
+                _foreign[task] = (ctx, start)
+            except TypeError:
+                pass
+        return task
+
+    create_task.__wrapped__ = original  # type: ignore[attr-defined]
+    return create_task
+
+
+def _make_call(original: Callable[..., Any]) -> Callable[..., Any]:
+    needs = _t.needs_branch
+    branch = _t.branch_context
+
+    def call(self: Any, *args: Any, context: contextvars.Context | None = None) -> Any:
+        if context is None and needs():
+            context = branch()[0]
+        return original(self, *args, context=context)
+
+    call.__wrapped__ = original  # type: ignore[attr-defined]
+    return call
+
+
+def _run_in_executor(self: Any, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
+    original = _originals[(asyncio.base_events.BaseEventLoop, "run_in_executor")]
+    ctx, start = _t.branch_context()
+    fut = original(self, executor, functools.partial(ctx.run, func), *args)
+    jf = JoiningFuture(loop=self)
+    jf._ctxplane_ctx = (ctx, start)
+    return _follow(fut, jf)
+
+
+async def _to_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    loop = asyncio.get_running_loop()
+    ctx, start = _t.branch_context()
+    original = _originals[(asyncio.base_events.BaseEventLoop, "run_in_executor")]
+    call = functools.partial(ctx.run, func, *args, **kwargs)
+    try:
+        if isinstance(loop, asyncio.base_events.BaseEventLoop):
+            return await original(loop, None, call)
+        return await loop.run_in_executor(None, call)
+    finally:
+        _t.join_context(ctx, start)
+
+
+def _shield(arg: Any) -> Any:
+    original = _originals[(asyncio.tasks, "shield")]
+    inner = asyncio.ensure_future(arg)
+    outer = original(inner)
+    if outer is inner or inner.done():
+        if inner.done():
+            jf = JoiningFuture(loop=inner.get_loop())
+            jf._ctxplane_source = inner
+            return _follow(outer, jf)
+        return outer
+    jf = JoiningFuture(loop=inner.get_loop())
+    jf._ctxplane_source = inner
+    return _follow(outer, jf)
+
+
+def _gathering_await(self: Any) -> Generator[Any, None, Any]:
+    try:
+        return (yield from _Future.__await__(self))
+    finally:
+        if self.done():
+            for child in getattr(self, "_children", ()):
+                _join_child(child)
+
+
+def _gathering_result(self: Any) -> Any:
+    try:
+        return _Future.result(self)
+    finally:
+        if self.done():
+            for child in getattr(self, "_children", ()):
+                _join_child(child)
+
+
+def _taskgroup_create_task(self: Any, coro: Any, *, name: str | None = None, **kw: Any) -> Any:
+    original = _originals[(asyncio.taskgroups.TaskGroup, "create_task")]
+    task = original(self, coro, name=name, **kw)
+    tasks = self.__dict__.get("_ctxplane_tasks")
+    if tasks is None:
+        tasks = self.__dict__["_ctxplane_tasks"] = []
+    tasks.append(task)
+    return task
+
+
+async def _taskgroup_aexit(self: Any, et: Any, exc: Any, tb: Any) -> Any:
+    original = _originals[(asyncio.taskgroups.TaskGroup, "__aexit__")]
+    try:
+        return await original(self, et, exc, tb)
+    finally:
+        tasks = self.__dict__.pop("_ctxplane_tasks", ())
+        for task in tasks:
+            if task.done():
+                _join_child(task)
+
+
+# -- patch / unpatch ------------------------------------------------------------------------
+
+_patched = False
+
+
+def _set(owner: Any, name: str, value: Any) -> None:
+    _save(owner, name)
+    setattr(owner, name, value)
+
+
+def _patch_loop_class(cls: Any, base_events: bool) -> None:
+    _set(cls, "create_task", _make_create_task(_save(cls, "create_task"), base_events))
+    for name in ("call_soon", "call_later", "call_at", "call_soon_threadsafe"):
+        if hasattr(cls, name):
+            _set(cls, name, _make_call(_save(cls, name)))
+
+
+def patch() -> None:
+    """Install the asyncio branch/join points (idempotent)."""
+    global _patched
+    if _patched:
+        return
+    be = asyncio.base_events.BaseEventLoop
+    _patch_loop_class(be, True)
+    _set(be, "run_in_executor", _run_in_executor)
+    _set(asyncio.tasks._GatheringFuture, "__await__", _gathering_await)
+    _set(asyncio.tasks._GatheringFuture, "__iter__", _gathering_await)
+    _set(asyncio.tasks._GatheringFuture, "result", _gathering_result)
+    _set(asyncio.taskgroups.TaskGroup, "create_task", _taskgroup_create_task)
+    _set(asyncio.taskgroups.TaskGroup, "__aexit__", _taskgroup_aexit)
+    for mod in (asyncio.tasks, asyncio):
+        _set(mod, "shield", _shield)
+    for mod in (asyncio.threads, asyncio):
+        _set(mod, "to_thread", _to_thread)
+    uvloop = sys.modules.get("uvloop")
+    if uvloop is not None:
+        patch_uvloop(uvloop)
+    _patched = True
+
+
+def patch_uvloop(uvloop: Any) -> None:
+    """Patch ``uvloop.Loop`` (a Python subclass of its Cython loop) the same way."""
+    if (uvloop.Loop, "create_task") not in _originals:
+        _patch_loop_class(uvloop.Loop, False)
+        _set(uvloop.Loop, "run_in_executor", _uvloop_run_in_executor(_save(uvloop.Loop,
+             "run_in_executor")))
+
+
+def _uvloop_run_in_executor(original: Callable[..., Any]) -> Callable[..., Any]:
+    def run_in_executor(self: Any, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
+        ctx, start = _t.branch_context()
+        fut = original(self, executor, functools.partial(ctx.run, func), *args)
+        jf = JoiningFuture(loop=self)
+        jf._ctxplane_ctx = (ctx, start)
+        return _follow(fut, jf)
+
+    return run_in_executor
+
+
+def unpatch() -> None:
+    """Restore everything :func:`patch` replaced (idempotent)."""
+    global _patched
+    for (owner, name), original in list(_originals.items()):
+        setattr(owner, name, original)
+    _originals.clear()
+    _patched = False
+
+
+def is_patched() -> bool:
+    """Whether the asyncio patch is installed."""
+    return _patched
