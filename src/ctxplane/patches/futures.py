@@ -1,0 +1,121 @@
+"""Branch at ``Executor.submit`` / ``map`` and join at ``Future.result()`` / ``exception()``.
+
+``ThreadPoolExecutor.submit`` runs the callable inside a branched copy of the submitter's
+context (the stdlib copies nothing into pool threads) and records that context on the returned
+future; ``concurrent.futures.Future.result()`` and ``exception()`` then join the child's final
+baggage into the caller, once the future is done. ``map`` goes through ``submit``.
+
+``ProcessPoolExecutor.submit`` sends the serialized baggage (bytes) with the call; the worker
+runs the callable with it active and returns its final baggage bytes next to the result, which
+``result()`` joins. Only ctxplane's own bytes cross the process boundary as baggage: nothing
+received is unpickled as baggage.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import concurrent.futures.process
+import concurrent.futures.thread
+from typing import Any
+
+from ..baggage import Baggage
+from ..transit import context as _t
+from ._util import Originals
+
+__all__ = ["is_patched", "patch", "unpatch"]
+
+_saved = Originals()
+_ATTR = "_ctxplane_ctx"
+_BYTES = "_ctxplane_bytes"
+
+
+def _thread_submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    ctx, start = _t.branch_context()
+    original = _saved.original(concurrent.futures.ThreadPoolExecutor, "submit")
+    fut = original(self, ctx.run, fn, *args, **kwargs)
+    setattr(fut, _ATTR, (ctx, start))
+    return fut
+
+
+def _run_with_baggage(data: bytes, fn: Any, args: Any, kwargs: Any) -> tuple[Any, bytes]:
+    """Worker side: run ``fn`` with the parent's baggage active; return (result, baggage)."""
+    start = Baggage.from_bytes(data)
+    with _t.use(start):
+        result = fn(*args, **kwargs)
+        end = _t.current()
+    return result, (b"" if end is start else end.to_bytes())
+
+
+class _BaggageFuture(concurrent.futures.Future):  # type: ignore[type-arg]
+    """The future handed back by a patched ProcessPoolExecutor: unwraps the worker's
+    ``(result, baggage bytes)`` and keeps the bytes for the join at ``result()``."""
+
+
+def _process_submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    original = _saved.original(concurrent.futures.ProcessPoolExecutor, "submit")
+    inner = original(self, _run_with_baggage, _t.serialize(), fn, args, kwargs)
+    outer = _BaggageFuture()
+
+    def transfer(f: concurrent.futures.Future[Any]) -> None:
+        if f.cancelled():
+            outer.cancel()
+            outer.set_running_or_notify_cancel()
+            return
+        exc = f.exception()
+        if exc is not None:
+            outer.set_exception(exc)
+            return
+        result, data = f.result()
+        setattr(outer, _BYTES, data)
+        outer.set_result(result)
+
+    inner.add_done_callback(transfer)
+    return outer
+
+
+def _join_future(fut: Any) -> None:
+    state = fut.__dict__.get(_ATTR)
+    if state is not None:
+        _t.join_context(*state)
+        return
+    data = fut.__dict__.get(_BYTES)
+    if data:
+        _t.join(Baggage.from_bytes(data))
+
+
+def _result(self: Any, timeout: float | None = None) -> Any:
+    original = _saved.original(concurrent.futures.Future, "result")
+    try:
+        return original(self, timeout)
+    finally:
+        if self.done():
+            _join_future(self)
+
+
+def _exception(self: Any, timeout: float | None = None) -> Any:
+    original = _saved.original(concurrent.futures.Future, "exception")
+    try:
+        return original(self, timeout)
+    finally:
+        if self.done():
+            _join_future(self)
+
+
+def patch() -> None:
+    """Install the concurrent.futures branch/join points (idempotent)."""
+    if _saved:
+        return
+    _saved.replace(concurrent.futures.ThreadPoolExecutor, "submit", _thread_submit)
+    _saved.replace(concurrent.futures.ProcessPoolExecutor, "submit", _process_submit)
+    _saved.replace(concurrent.futures.Future, "result", _result)
+    _saved.replace(concurrent.futures.Future, "exception", _exception)
+
+
+def unpatch() -> None:
+    """Restore concurrent.futures (idempotent)."""
+    _saved.restore()
+
+
+def is_patched() -> bool:
+    """Whether the concurrent.futures patch is installed."""
+    return bool(_saved)
