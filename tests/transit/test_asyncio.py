@@ -255,3 +255,21 @@ def test_bag_get_set_in_tasks() -> None:
         assert Hops.get() == Hops(seen={"x"})
 
     asyncio.run(main())
+
+
+def _in_worker(name: str) -> str:
+    visit(name)
+    return name
+
+
+def test_run_in_executor_with_a_process_pool() -> None:
+    import concurrent.futures
+
+    async def main() -> None:
+        visit("parent")
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ProcessPoolExecutor(1) as pool:
+            assert await loop.run_in_executor(pool, _in_worker, "proc") == "proc"
+        assert state() == (2, frozenset({"parent", "proc"}))
+
+    asyncio.run(main())

@@ -61,7 +61,8 @@ def test_thread_join_timeout_on_live_thread_joins_nothing() -> None:
 def test_thread_pool_submit_map_result() -> None:
     visit("parent")
     with cf.ThreadPoolExecutor(2) as ex:
-        assert ex.submit(lambda: (visit("s"), state())[1]).result() == (2, frozenset({"parent", "s"}))
+        seen = ex.submit(lambda: (visit("s"), state())[1]).result()
+        assert seen == (2, frozenset({"parent", "s"}))
         list(ex.map(lambda n: visit(n), ["m1", "m2"]))
     assert state() == (4, frozenset({"parent", "s", "m1", "m2"}))
 

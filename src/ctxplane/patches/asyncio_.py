@@ -29,6 +29,8 @@ import asyncio.futures
 import asyncio.taskgroups
 import asyncio.tasks
 import asyncio.threads
+import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import sys
@@ -64,7 +66,7 @@ def _join_child(fut: Any) -> None:
     _t.join_context(state[0], state[1])
 
 
-class JoiningTask(asyncio.Task):  # type: ignore[type-arg]
+class JoiningTask(asyncio.Task[Any]):
     """An ``asyncio.Task`` that joins its final baggage into whoever observes it."""
 
     _ctxplane_ctx: tuple[contextvars.Context, Any] | None = None
@@ -76,7 +78,7 @@ class JoiningTask(asyncio.Task):  # type: ignore[type-arg]
             if self.done():
                 _join_child(self)
 
-    __iter__ = __await__  # type: ignore[assignment]
+    __iter__ = __await__
 
     def result(self) -> Any:
         try:
@@ -93,18 +95,23 @@ class JoiningTask(asyncio.Task):  # type: ignore[type-arg]
                 _join_child(self)
 
 
-class JoiningFuture(asyncio.Future):  # type: ignore[type-arg]
+class JoiningFuture(asyncio.Future[Any]):
     """A future standing for a child execution (executor call, shielded task): awaiting it or
     reading its result joins the child's final baggage."""
 
     _ctxplane_ctx: tuple[contextvars.Context, Any] | None = None
     _ctxplane_source: Any = None
+    _ctxplane_cf: Any = None
 
     def _ctxplane_join(self) -> None:
         if self._ctxplane_ctx is not None:
             _t.join_context(*self._ctxplane_ctx)
         elif self._ctxplane_source is not None:
             _join_child(self._ctxplane_source)
+        elif self._ctxplane_cf is not None:
+            from . import futures  # a process pool's future carries the worker's baggage
+
+            futures.join_future(self._ctxplane_cf)
 
     def __await__(self) -> Generator[Any, None, Any]:
         try:
@@ -113,7 +120,7 @@ class JoiningFuture(asyncio.Future):  # type: ignore[type-arg]
             if self.done():
                 self._ctxplane_join()
 
-    __iter__ = __await__  # type: ignore[assignment]
+    __iter__ = __await__
 
     def result(self) -> Any:
         try:
@@ -171,17 +178,16 @@ def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callab
                 self._check_closed()
             task = JoiningTask(coro, loop=self, name=name, context=ctx)
             task._ctxplane_ctx = (ctx, start)
-            if base_events and task._source_traceback:
-                del task._source_traceback[-1]
+            tb = getattr(task, "_source_traceback", None)
+            if base_events and tb:
+                del tb[-1]
             return task
         task = original(self, coro, name=name, context=ctx)
         if isinstance(task, JoiningTask):
             task._ctxplane_ctx = (ctx, start)
         else:
-            try:
+            with contextlib.suppress(TypeError):
                 _foreign[task] = (ctx, start)
-            except TypeError:
-                pass
         return task
 
     create_task.__wrapped__ = original  # type: ignore[attr-defined]
@@ -201,8 +207,19 @@ def _make_call(original: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def _in_other_process(self: Any, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
+    # A context cannot cross a process boundary: the executor's own (patched) submit carries
+    # the baggage as bytes, and the future joins what the worker sends back.
+    cf_future = executor.submit(func, *args)
+    jf = JoiningFuture(loop=self)
+    jf._ctxplane_cf = cf_future
+    return _follow(asyncio.wrap_future(cf_future, loop=self), jf)
+
+
 def _run_in_executor(self: Any, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
     original = _originals[(asyncio.base_events.BaseEventLoop, "run_in_executor")]
+    if executor is not None and not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+        return _in_other_process(self, executor, func, *args)
     ctx, start = _t.branch_context()
     fut = original(self, executor, functools.partial(ctx.run, func), *args)
     jf = JoiningFuture(loop=self)
@@ -302,9 +319,10 @@ def patch() -> None:
     be = asyncio.base_events.BaseEventLoop
     _patch_loop_class(be, True)
     _set(be, "run_in_executor", _run_in_executor)
-    _set(asyncio.tasks._GatheringFuture, "__await__", _gathering_await)
-    _set(asyncio.tasks._GatheringFuture, "__iter__", _gathering_await)
-    _set(asyncio.tasks._GatheringFuture, "result", _gathering_result)
+    gathering: Any = getattr(asyncio.tasks, "_GatheringFuture")  # noqa: B009 (private, typed)
+    _set(gathering, "__await__", _gathering_await)
+    _set(gathering, "__iter__", _gathering_await)
+    _set(gathering, "result", _gathering_result)
     _set(asyncio.taskgroups.TaskGroup, "create_task", _taskgroup_create_task)
     _set(asyncio.taskgroups.TaskGroup, "__aexit__", _taskgroup_aexit)
     for mod in (asyncio.tasks, asyncio):
@@ -327,6 +345,10 @@ def patch_uvloop(uvloop: Any) -> None:
 
 def _uvloop_run_in_executor(original: Callable[..., Any]) -> Callable[..., Any]:
     def run_in_executor(self: Any, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
+        if executor is not None and not isinstance(
+            executor, concurrent.futures.ThreadPoolExecutor
+        ):
+            return _in_other_process(self, executor, func, *args)
         ctx, start = _t.branch_context()
         fut = original(self, executor, functools.partial(ctx.run, func), *args)
         jf = JoiningFuture(loop=self)

@@ -73,7 +73,8 @@ def _process_submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     return outer
 
 
-def _join_future(fut: Any) -> None:
+def join_future(fut: Any) -> None:
+    """Join the baggage a finished ``concurrent.futures`` future carries, if any."""
     state = fut.__dict__.get(_ATTR)
     if state is not None:
         _t.join_context(*state)
@@ -89,7 +90,7 @@ def _result(self: Any, timeout: float | None = None) -> Any:
         return original(self, timeout)
     finally:
         if self.done():
-            _join_future(self)
+            join_future(self)
 
 
 def _exception(self: Any, timeout: float | None = None) -> Any:
@@ -98,7 +99,7 @@ def _exception(self: Any, timeout: float | None = None) -> Any:
         return original(self, timeout)
     finally:
         if self.done():
-            _join_future(self)
+            join_future(self)
 
 
 def patch() -> None:
