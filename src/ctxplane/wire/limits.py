@@ -1,0 +1,168 @@
+"""Size caps and the trust policy for baggage crossing a process boundary.
+
+Inbound baggage is checked *before* any decoding work grows with it: the byte cap first, then
+framing (strictly), the atom cap, the prefix of every atom, and the trust policy
+(``accept`` / ``drop`` / ``w3c-only``, plus an allowlist of level-0 bag indices). Whatever
+fails is dropped whole, with a rate-limited warning on the ``ctxplane.wire`` logger and a
+counter (:func:`rejections`); the request goes on with the baggage it had. Outbound baggage
+above the cap is trimmed with the overflow marker, so the receiver can tell which bags may
+have lost data.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from ..baggage import Baggage, BaggageError
+from ..baggage import atoms as _atoms
+from ..baggage.lexvarint import decode_unsigned
+from ..baggage.protocol import header_level
+
+__all__ = [
+    "DEFAULT_MAX_BAGGAGE_BYTES",
+    "DEFAULT_MAX_INBOUND_ATOMS",
+    "DEFAULT_MAX_INBOUND_BYTES",
+    "DEFAULT_POLICY",
+    "InboundPolicy",
+    "decode_inbound",
+    "encode_outbound",
+    "reject",
+    "rejections",
+    "reset_rejections",
+]
+
+DEFAULT_MAX_BAGGAGE_BYTES = 4096
+DEFAULT_MAX_INBOUND_BYTES = 16384
+DEFAULT_MAX_INBOUND_ATOMS = 1024
+
+logger = logging.getLogger("ctxplane.wire")
+
+Mode = Literal["accept", "drop", "w3c-only"]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundPolicy:
+    """What inbound baggage a service accepts.
+
+    ``mode``: ``accept`` (default), ``drop`` (ignore all inbound ctxplane baggage and W3C
+    baggage), ``w3c-only`` (ignore ctxplane baggage, keep W3C trace context and baggage).
+    ``allow``: level-0 bag indices kept (empty: all). Caps apply before decoding.
+    """
+
+    mode: Mode = "accept"
+    allow: frozenset[int] = frozenset()
+    max_bytes: int = DEFAULT_MAX_INBOUND_BYTES
+    max_atoms: int = DEFAULT_MAX_INBOUND_ATOMS
+
+
+DEFAULT_POLICY = InboundPolicy()
+"""Accept everything within the default caps."""
+
+
+class _Rejections:
+    """Counters of dropped inbound baggage by reason, and a warning at most every interval."""
+
+    interval = 60.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+        self.last_warning = -1e18
+        self.suppressed = 0
+
+    def add(self, reason: str, detail: str) -> None:
+        with self.lock:
+            self.counts[reason] = self.counts.get(reason, 0) + 1
+            now = time.monotonic()
+            if now - self.last_warning < self.interval:
+                self.suppressed += 1
+                return
+            suppressed, self.suppressed = self.suppressed, 0
+            self.last_warning = now
+        more = f" ({suppressed} more dropped since the last warning)" if suppressed else ""
+        logger.warning("ctxplane: dropped inbound baggage (%s): %s%s", reason, detail, more)
+
+
+_rejections = _Rejections()
+
+
+def reject(reason: str, detail: str) -> None:
+    """Count a dropped inbound baggage and warn (rate-limited)."""
+    _rejections.add(reason, detail)
+
+
+def rejections() -> dict[str, int]:
+    """How many inbound baggages were dropped, by reason (a copy)."""
+    with _rejections.lock:
+        return dict(_rejections.counts)
+
+
+def reset_rejections() -> None:
+    """Zero the counters and the warning rate limit (for tests)."""
+    with _rejections.lock:
+        _rejections.counts.clear()
+        _rejections.last_warning = -1e18
+        _rejections.suppressed = 0
+
+
+def _check_atoms(atoms: tuple[bytes, ...]) -> str | None:
+    for atom in atoms:
+        if not atom:
+            continue
+        p = atom[0]
+        if p == 0:
+            continue
+        if header_level(atom) < 0:
+            return f"unknown prefix {p:#04x}"
+        if not p & 0x04:  # indexed header: its index must decode
+            try:
+                decode_unsigned(atom, 1)
+            except BaggageError:
+                return "truncated index in a bag header"
+    return None
+
+
+def _filter(atoms: tuple[bytes, ...], allow: frozenset[int]) -> tuple[bytes, ...]:
+    out: list[bytes] = []
+    keep = True
+    for atom in atoms:
+        if atom and header_level(atom) == 0:
+            keep = not atom[0] & 0x04 and decode_unsigned(atom, 1)[0] in allow
+        if keep or not atom:
+            out.append(atom)
+    return tuple(out)
+
+
+def decode_inbound(data: bytes, policy: InboundPolicy, carrier: str = "baggage") -> Baggage | None:
+    """Validate and parse inbound baggage bytes; None (counted, warned) if it is refused."""
+    if policy.mode != "accept":
+        return None
+    if len(data) > policy.max_bytes:
+        reject("too large", f"{carrier}: {len(data)} bytes > {policy.max_bytes}")
+        return None
+    try:
+        atoms = _atoms.deserialize(data, strict=True)
+    except BaggageError as exc:
+        reject("malformed", f"{carrier}: {exc}")
+        return None
+    if len(atoms) > policy.max_atoms:
+        reject("too many atoms", f"{carrier}: {len(atoms)} atoms > {policy.max_atoms}")
+        return None
+    problem = _check_atoms(atoms)
+    if problem is not None:
+        reject("malformed", f"{carrier}: {problem}")
+        return None
+    if policy.allow:
+        atoms = _filter(atoms, policy.allow)
+    return Baggage(atoms) if atoms else Baggage.empty()
+
+
+def encode_outbound(baggage: Baggage, max_bytes: int = DEFAULT_MAX_BAGGAGE_BYTES) -> bytes | None:
+    """Outbound bytes (trimmed with the overflow marker above ``max_bytes``); None if empty."""
+    if not baggage:
+        return None
+    return baggage.to_bytes(max_bytes)
