@@ -71,8 +71,12 @@ def serialized_size(atoms: Iterable[bytes]) -> int:
     return sum(len(a) + _varint_size(len(a)) for a in atoms)
 
 
-def _read_varint(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
-    """Read a base-128 varint; return (value, new position) or raise BaggageError."""
+def _read_varint(
+    data: bytes | memoryview, pos: int, end: int, max_shift: int = 28
+) -> tuple[int, int]:
+    """Read a base-128 varint of at most ``max_shift // 7 + 1`` bytes (5 for atom lengths, 10
+    for the 64-bit total length of the stream form); return (value, new position) or raise
+    BaggageError."""
     result = 0
     shift = 0
     while pos < end:
@@ -82,9 +86,9 @@ def _read_varint(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int
         if b < 0x80:
             return result, pos
         shift += 7
-        if shift > 35:
-            raise BaggageError("atom length varint longer than 5 bytes")
-    raise BaggageError("atom length varint truncated")
+        if shift > max_shift:
+            raise BaggageError(f"varint longer than {max_shift // 7 + 1} bytes")
+    raise BaggageError("varint truncated")
 
 
 def _parse(data: bytes | memoryview, pos: int, end: int, strict: bool) -> tuple[bytes, ...]:
@@ -139,7 +143,7 @@ def deserialize_framed(
     if isinstance(data, bytearray):
         data = bytes(data)
     try:
-        size, pos = _read_varint(data, 0, len(data))
+        size, pos = _read_varint(data, 0, len(data), 63)
     except BaggageError:
         if strict:
             raise

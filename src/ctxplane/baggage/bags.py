@@ -98,6 +98,15 @@ def parse_nodes(
         if hl < 0 or hl > depth:
             node.opaque.append(atom)
             continue
+        if hl <= level:
+            # a header that would end this bag itself is not content of it: keep it opaque
+            # at the bag's level (after closing the open children)
+            while len(stack) > 1:
+                done, s = stack.pop()
+                done.ranges.append((s, i))
+                done.end = i
+            root.opaque.append(atom)
+            continue
         while len(stack) > hl - level:
             done, s = stack.pop()
             done.ranges.append((s, i))
@@ -157,11 +166,17 @@ class Bag:
     """Base class of typed bags. Subclass with ``index=N`` to register at level-0 index N."""
 
     __slots__ = ("__weakref__", "_atoms", "_hash", "_overflowed", "_unknown", "_values")
+    _values: dict[str, Any]
+    _unknown: tuple[bytes, ...]
+    _overflowed: bool
+    _atoms: tuple[bytes, ...] | None
+    _hash: int | None
     _fields: ClassVar[tuple[Field, ...]] = ()
     _by_name: ClassVar[dict[str, Field]] = {}
     _by_header: ClassVar[dict[bytes, Field]] = {}
     bag_index: ClassVar[int | None] = None
     _field_type: ClassVar[BagType | None] = None
+    _bag_fields: ClassVar[tuple[Field, ...]] = ()
 
     def __init_subclass__(cls, index: int | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -175,6 +190,7 @@ class Bag:
         cls._fields = tuple(sorted(fields, key=lambda f: f.number))
         cls._by_name = {f.name: f for f in cls._fields}
         cls._field_type = None
+        cls._bag_fields = tuple(f for f in cls._fields if f.type.holds_bags)
         if index is not None:
             register(cls, index)
 
@@ -208,7 +224,7 @@ class Bag:
         assert isinstance(other, Bag)
         return (
             self._values == other._values
-            and self._unknown == other._unknown
+            and _same_unknown(self._unknown, other._unknown)
             and self._overflowed == other._overflowed
         )
 
@@ -269,14 +285,17 @@ class Bag:
             if len(out) == mark + 1:
                 del out[mark]
         if self._unknown:
-            unknown = _relevel(self._unknown, level)
-            out[start:] = merge(out[start:], unknown)
+            # the bag's own atoms (data, atoms it cannot interpret) go before its children, as
+            # they were read; unknown children merge with the known fields in header order
+            own, kids = _split_unknown(self._unknown, level)
+            children = _merge_children(out[start:], kids, level) if kids else out[start:]
+            out[start:] = [*own, *children]
 
     def atoms(self, level: int = 0) -> tuple[bytes, ...]:
         """This bag's content atoms with its fields' headers at ``level`` (0 = a writer's
         root; 1 = inside a context, under the bag's registered header)."""
         if level == 1 and self._atoms is not None:
-            return self._atoms  # type: ignore[no-any-return]
+            return self._atoms
         out: list[bytes] = []
         self._write(level, out)
         result = tuple(out)
@@ -295,7 +314,12 @@ class Bag:
     def _from_node(cls, node: _Node) -> Any:
         bag = cls.__new__(cls)
         values: dict[str, Any] = {}
-        unknown: list[bytes] = []
+        # unknown atoms in wire order: the bag's own data, atoms it cannot interpret, then the
+        # children it does not declare (so that what is written reads back the same)
+        unknown: list[bytes] = [b"\x00" + d for d in node.data] if node.data else []
+        if node.opaque:
+            unknown.extend(node.opaque)
+        own = len(unknown)
         prefix = header_prefix(node.level + 1)
         by_header = cls._headers(prefix)
         for header, child in node.children.items():
@@ -309,13 +333,9 @@ class Bag:
                 node.bad = True
             if v is not None and not f.type.is_empty(v):
                 values[f.name] = v
-        if node.opaque:
-            unknown.extend(node.opaque)
-        if node.data:
-            unknown.extend(b"\x00" + d for d in node.data)
         set_ = object.__setattr__
         set_(bag, "_values", values)
-        set_(bag, "_unknown", _Unknown(unknown, node.level + 1) if unknown else ())
+        set_(bag, "_unknown", _Unknown(unknown, node.level + 1, own) if unknown else ())
         set_(bag, "_overflowed", node.bad or node.src.overflow_at < node.end)
         set_(bag, "_atoms", None)
         set_(bag, "_hash", None)
@@ -334,30 +354,62 @@ class Bag:
         return table
 
     def join(self, other: Any) -> Any:
-        """Join two bags of the same class field by field, as the merge of their atoms would."""
+        """Join two bags of the same class field by field, as the merge of their atoms would.
+
+        If either is overflowed, so is the result, and so is every bag nested in it: the
+        overflow marker an overflowed bag writes right after its header precedes all of them
+        in the merged atoms.
+        """
         if other is self or other is None:
-            return self
+            return self._flagged() if self._overflowed else self
         if type(other) is not type(self):
             raise TypeError(f"cannot join {type(self).__name__} with {type(other).__name__}")
         if other.is_empty():
-            return self
+            return self._flagged() if self._overflowed else self
         if self.is_empty():
-            return other
+            return other._flagged() if other._overflowed else other
         values = dict(self._values)
         for name, v in other._values.items():
             mine = values.get(name)
             values[name] = v if mine is None else self._by_name[name].type.join(mine, v)
         new = type(self).__new__(type(self))
         unknown: Any = self._unknown
-        if other._unknown and other._unknown != self._unknown:
-            level = 1
-            unknown = _Unknown(
-                merge(_relevel(self._unknown, level), _relevel(other._unknown, level)), level
-            )
+        if other._unknown:
+            if not self._unknown:
+                unknown = other._unknown
+            else:
+                level = getattr(self._unknown, "level", 1)
+                mine_own, mine_kids = _split_unknown(self._unknown, level)
+                their_own, their_kids = _split_unknown(other._unknown, level)
+                if (their_own, their_kids) != (mine_own, mine_kids):
+                    own = merge(mine_own, their_own)
+                    kids = merge(mine_kids, their_kids)
+                    unknown = _Unknown((*own, *kids), level, len(own))
+        overflowed = self._overflowed or other._overflowed
         set_ = object.__setattr__
         set_(new, "_values", values)
         set_(new, "_unknown", unknown)
-        set_(new, "_overflowed", self._overflowed or other._overflowed)
+        set_(new, "_overflowed", overflowed)
+        set_(new, "_atoms", None)
+        set_(new, "_hash", None)
+        return new._flagged() if overflowed else new
+
+    def _flagged(self) -> Any:
+        """This bag with its overflow flag set, and set on every bag nested in it."""
+        changed: dict[str, Any] = {}
+        for f in self._bag_fields:
+            v = self._values.get(f.name)
+            if v is not None:
+                nv = f.type.flag_overflow(v)
+                if nv is not v:
+                    changed[f.name] = nv
+        if self._overflowed and not changed:
+            return self
+        new = type(self).__new__(type(self))
+        set_ = object.__setattr__
+        set_(new, "_values", {**self._values, **changed})
+        set_(new, "_unknown", self._unknown)
+        set_(new, "_overflowed", True)
         set_(new, "_atoms", None)
         set_(new, "_hash", None)
         return new
@@ -423,32 +475,93 @@ class Bag:
 
 
 class _Unknown(tuple):  # type: ignore[type-arg]
-    """Atoms of a bag that its class does not declare, with the level they were read at."""
+    """Atoms of a bag that its class does not declare, with the level they were read at.
+
+    The first ``own`` are the bag's own atoms (data and atoms it could not interpret), which
+    are written before its children; the rest are whole child bags it does not declare.
+    """
 
     level: int
+    own: int
 
-    def __new__(cls, atoms: Sequence[bytes], level: int) -> _Unknown:
+    def __new__(cls, atoms: Sequence[bytes], level: int, own: int = 0) -> _Unknown:
         self = super().__new__(cls, atoms)
         self.level = level
+        self.own = own
         return self
 
 
-def _relevel(atoms: Sequence[bytes], level: int) -> tuple[bytes, ...]:
-    """Move header atoms read at ``atoms.level`` to ``level`` (keeping their relative depth)."""
-    src = getattr(atoms, "level", level)
+def _same_unknown(a: Sequence[bytes], b: Sequence[bytes]) -> bool:
+    """Whether two bags' unknown atoms are the same, whatever level each was read at."""
+    if len(a) != len(b):
+        return False
+    la = getattr(a, "level", None)
+    lb = getattr(b, "level", None)
+    if la == lb or la is None or lb is None:
+        return tuple(a) == tuple(b)
+    return _split_unknown(a, 0) == _split_unknown(b, 0)
+
+
+def _child_blocks(atoms: Sequence[bytes], level: int) -> list[list[bytes]]:
+    """Split a bag's children into blocks: a header at ``level``, then that child's content."""
+    blocks: list[list[bytes]] = []
+    for a in atoms:
+        if not blocks or (a and header_level(a) == level):
+            blocks.append([a])
+        else:
+            blocks[-1].append(a)
+    return blocks
+
+
+def _merge_children(known: Sequence[bytes], unknown: Sequence[bytes], level: int) -> list[bytes]:
+    """Merge a bag's known fields and the child bags it does not declare, a whole child at a
+    time, in header order. For well-formed children this is the atom merge; a child whose
+    content holds atoms that sort after the next header stays in one piece."""
+    a, b = _child_blocks(known, level), _child_blocks(unknown, level)
+    out: list[bytes] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        if b[j][0] < a[i][0]:
+            out.extend(b[j])
+            j += 1
+        else:
+            out.extend(a[i])
+            i += 1
+    for block in a[i:] + b[j:]:
+        out.extend(block)
+    return out
+
+
+def _split_unknown(
+    unknown: Sequence[bytes], level: int
+) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """A bag's unknown atoms as ``(own, children)`` for writing its fields at ``level``.
+
+    Its own atoms (data, atoms it could not interpret) are written unchanged; the headers of
+    the child bags it does not declare move with it (keeping their relative depth).
+    """
+    own = getattr(unknown, "own", 0)
+    src = getattr(unknown, "level", level)
+    atoms = tuple(unknown)
+    return atoms[:own], _relevel(atoms[own:], src, level)
+
+
+def _relevel(atoms: tuple[bytes, ...], src: int, level: int) -> tuple[bytes, ...]:
+    """Move header atoms read at level ``src`` to ``level`` (keeping their relative depth).
+
+    A header that would leave the levels 0..15 is kept as it is (it is malformed input).
+    """
     if src == level:
-        return tuple(atoms)
+        return atoms
     delta = level - src
     out = []
     for a in atoms:
         hl = header_level(a)
-        if hl < 0:
+        new_level = hl + delta
+        if hl < 0 or not 0 <= new_level <= MAX_LEVEL:
             out.append(a)
             continue
         p = a[0]
-        new_level = hl + delta
-        if not 0 <= new_level <= MAX_LEVEL:
-            raise ValueError("unknown fields cannot be moved to that level")
         out.append(bytes((header_prefix(new_level, bool(p & 4), bool(p & 1)),)) + a[1:])
     return tuple(out)
 
@@ -507,13 +620,15 @@ class Struct:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._values == other._values  # type: ignore[attr-defined,no-any-return]
+        assert isinstance(other, Struct)
+        return bool(self._values == other._values)
 
     def __hash__(self) -> int:
         return hash((type(self), self._values))
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={v!r}" for (n, _), v in zip(self._members, self._values))
+        pairs = zip(self._members, self._values, strict=True)
+        inner = ", ".join(f"{n}={v!r}" for (n, _), v in pairs)
         return f"{type(self).__name__}({inner})"
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -521,17 +636,18 @@ class Struct:
 
     def replace(self, **changes: Any) -> Any:
         """A copy with the given members changed."""
-        current = {n: v for (n, _), v in zip(self._members, self._values)}
+        current = {n: v for (n, _), v in zip(self._members, self._values, strict=True)}
         current.update(changes)
         return type(self)(**current)
 
     def values(self) -> dict[str, Any]:
         """Members by name."""
-        return {n: v for (n, _), v in zip(self._members, self._values)}
+        return {n: v for (n, _), v in zip(self._members, self._values, strict=True)}
 
     def to_payload(self) -> bytes:
         """The struct's data-atom payload."""
-        return b"".join(t.encode_in_struct(v) for (_, t), v in zip(self._members, self._values))
+        pairs = zip(self._members, self._values, strict=True)
+        return b"".join(t.encode_in_struct(v) for (_, t), v in pairs)
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Any:

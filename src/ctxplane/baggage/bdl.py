@@ -66,7 +66,9 @@ def _tokenize(source: str) -> list[_Tok]:
     while pos < len(source):
         m = _TOKEN.match(source, pos)
         if m is None:
-            raise BDLSyntaxError(f"unexpected character {source[pos]!r}", line, pos - line_start + 1)
+            raise BDLSyntaxError(
+                f"unexpected character {source[pos]!r}", line, pos - line_start + 1
+            )
         kind = m.lastgroup or ""
         text = m.group()
         if kind not in ("ws", "comment"):
@@ -252,9 +254,16 @@ def compile(source: str, indices: Mapping[str, int] | None = None) -> types.Simp
         building.add(name)
         ns: dict[str, Any] = {"__module__": "ctxplane.bdl.generated", "__qualname__": name}
         seen_numbers: dict[int, str] = {}
+        base: type = Struct if d.kind == "struct" else Bag
         for tref, fname, number, ftok in d.members:
             if fname in ns:
                 raise BDLSyntaxError(f"field {fname!r} is declared twice", ftok.line, ftok.col)
+            if fname.startswith("__") or hasattr(base, fname):
+                # it would hide the generated class's own attribute (atoms, join, values, ...)
+                raise BDLSyntaxError(
+                    f"field name {fname!r} is reserved: {base.__name__}.{fname} exists",
+                    ftok.line, ftok.col,
+                )
             ftype = resolve(tref, d.kind == "struct")
             if d.kind == "struct":
                 ns[fname] = _Member(_element(ftype, tref))
@@ -267,7 +276,6 @@ def compile(source: str, indices: Mapping[str, int] | None = None) -> types.Simp
                     )
                 seen_numbers[number] = fname
                 ns[fname] = Field(number, ftype)
-        base: type = Struct if d.kind == "struct" else Bag
         cls = type(name, (base,), ns)
         building.discard(name)
         built[name] = cls

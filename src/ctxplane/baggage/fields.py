@@ -16,6 +16,7 @@ pattern too.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import struct as _struct
@@ -96,6 +97,15 @@ class FieldType(Generic[T]):
         """Whether ``value`` writes no atoms (and so vanishes from the baggage)."""
         return value is None
 
+    @property
+    def holds_bags(self) -> bool:
+        """Whether values of this type can contain bags (which carry an overflow flag)."""
+        return False
+
+    def flag_overflow(self, value: T) -> T:
+        """``value`` with every bag in it flagged as overflowed (identity if it holds none)."""
+        return value
+
     def write(self, value: T, level: int, out: list[bytes]) -> None:
         """Append the content atoms of ``value``; child headers go at ``level``."""
         raise NotImplementedError
@@ -143,6 +153,8 @@ class ElementType(FieldType[T]):
         out.append(b"\x00" + self.encode(value))
 
     def read(self, node: _Node) -> T | None:
+        if node.children or node.opaque:
+            node.bad = True  # content a one-atom value cannot hold: lost, so flagged
         for payload in node.data:
             try:
                 return self.decode(payload)
@@ -153,8 +165,10 @@ class ElementType(FieldType[T]):
     def join(self, a: T, b: T) -> T:
         if a is None:
             return b
-        if b is None or a == b:
+        if b is None or a is b:
             return a
+        # the first decodable atom of the merge: the smaller encoding (not Python's ==, for
+        # which 0.0 == -0.0 although the two encode differently)
         return a if self.encode(a) <= self.encode(b) else b
 
 
@@ -211,13 +225,17 @@ class PrimitiveType(ElementType[T]):
 def _check_int(bits: int) -> Callable[[Any], int]:
     lo = -(1 << (bits - 1))
     hi = (1 << bits) - 1
+    half = 1 << (bits - 1)
+    wrap = 1 << bits
 
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"expected an int, got {type(value).__name__}")
         if not lo <= value <= hi:
             raise ValueError(f"{value} does not fit in {bits} bits")
-        return int(value)
+        # the unsigned bit pattern is accepted, and held as the signed (Java) value that
+        # reading it back gives, so that a bag equals its own parse
+        return int(value) - wrap if value >= half else int(value)
 
     return check
 
@@ -246,6 +264,19 @@ def _fixed(fmt: str, size: int) -> tuple[Callable[[bytes], Any], Callable[[bytes
         return unpack(payload, pos)[0], pos + size
 
     return decode, decode_at
+
+
+def _check_float32(value: Any) -> float:
+    v = float(_check_type(int, float)(value))
+    try:
+        return float(_unpack_f(_pack_f(v))[0])
+    except OverflowError:
+        # out of float32 range: Java's (float) cast gives an infinity of the same sign
+        return math.copysign(math.inf, v)
+
+
+def _check_float64(value: Any) -> float:
+    return float(_check_type(int, float)(value))
 
 
 def _bool_decode(payload: bytes) -> bool:
@@ -292,6 +323,7 @@ _double = _fixed(">d", 8)
 _pack_i = _struct.Struct(">I").pack
 _pack_q = _struct.Struct(">Q").pack
 _pack_f = _struct.Struct(">f").pack
+_unpack_f = _struct.Struct(">f").unpack
 _pack_d = _struct.Struct(">d").pack
 
 BOOL: PrimitiveType[bool] = PrimitiveType(
@@ -323,12 +355,10 @@ SFIXED64: PrimitiveType[int] = PrimitiveType(
     "sfixed64", lambda v: _pack_q(v & _U64), _f64[0], _f64[1], None, 0, _check_int(64)
 )
 FLOAT: PrimitiveType[float] = PrimitiveType(
-    "float", _pack_f, _float[0], _float[1], None, 0.0,
-    lambda v: float(_check_type(int, float)(v)),
+    "float", _pack_f, _float[0], _float[1], None, 0.0, _check_float32
 )
 DOUBLE: PrimitiveType[float] = PrimitiveType(
-    "double", _pack_d, _double[0], _double[1], None, 0.0,
-    lambda v: float(_check_type(int, float)(v)),
+    "double", _pack_d, _double[0], _double[1], None, 0.0, _check_float64
 )
 STRING: PrimitiveType[str] = PrimitiveType(
     "string",
@@ -372,7 +402,15 @@ class TaintType(FieldType[bool]):
             out.append(b"\x00\x01")
 
     def read(self, node: _Node) -> bool:
-        return any(p == b"\x01" or (len(p) == 1 and p[0]) for p in node.data)
+        if node.children or node.opaque:
+            node.bad = True
+        value = False
+        for p in node.data:
+            if len(p) == 1:
+                value = value or p[0] != 0
+            else:
+                node.bad = True  # not a bool: skipped, and the loss is flagged
+        return value
 
     def join(self, a: bool, b: bool) -> bool:
         return bool(a or b)
@@ -404,6 +442,8 @@ class SetType(FieldType[frozenset[T]]):
     def read(self, node: _Node) -> frozenset[T]:
         out: set[T] = set()
         decode = self.element.decode
+        if node.children or node.opaque:
+            node.bad = True
         for payload in node.data:
             try:
                 out.add(decode(payload))
@@ -483,6 +523,17 @@ class MapType(FieldType[FrozenMap[K, V]]):
     def is_empty(self, value: FrozenMap[K, V]) -> bool:
         return all(self.value.is_empty(v) for v in value.values())
 
+    @property
+    def holds_bags(self) -> bool:
+        return self.value.holds_bags
+
+    def flag_overflow(self, value: FrozenMap[K, V]) -> FrozenMap[K, V]:
+        flag = self.value.flag_overflow
+        out = {k: flag(v) for k, v in value.items()}
+        if all(out[k] is v for k, v in value.items()):
+            return value
+        return FrozenMap(out)
+
     def write(self, value: FrozenMap[K, V], level: int, out: list[bytes]) -> None:
         prefix = bytes((header_prefix(level, keyed=True),))
         encode = self.key.encode
@@ -496,8 +547,11 @@ class MapType(FieldType[FrozenMap[K, V]]):
     def read(self, node: _Node) -> FrozenMap[K, V]:
         out: dict[K, V] = {}
         keyed = header_prefix(node.level + 1, keyed=True)
+        if node.data or node.opaque:
+            node.bad = True
         for header, child in node.children.items():
             if header[0] != keyed:
+                node.bad = True  # a map's entries are keyed: anything else is lost
                 continue
             try:
                 k = self.key.decode(header[1:])
@@ -505,8 +559,10 @@ class MapType(FieldType[FrozenMap[K, V]]):
                 node.bad = True
                 continue
             v = self.value.read(child)
-            if v is None:
-                continue
+            if child.bad:
+                node.bad = True
+            if v is None or self.value.is_empty(v):
+                continue  # an entry whose value writes nothing is no entry (as in validate)
             out[k] = self.value.join(out[k], v) if k in out else v
         return FrozenMap(out)
 
@@ -523,8 +579,13 @@ class MapType(FieldType[FrozenMap[K, V]]):
     def validate(self, value: Any) -> FrozenMap[K, V]:
         if not isinstance(value, Mapping):
             raise TypeError(f"{self.name} needs a mapping")
-        kc, vc = self.key.validate, self.value.validate
-        return FrozenMap((kc(k), vc(v)) for k, v in value.items())
+        kc, vc, empty = self.key.validate, self.value.validate, self.value.is_empty
+        out: dict[K, V] = {}
+        for k, v in value.items():
+            v = vc(v)
+            if not empty(v):  # writes nothing, so it would vanish on the wire: drop it now
+                out[kc(k)] = v
+        return FrozenMap(out)
 
 
 # -- counters ---------------------------------------------------------------------------------
@@ -614,12 +675,12 @@ class Counter(int):
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Counter is immutable")
 
-    def __add__(self, n: int) -> int:  # type: ignore[override]
+    def __add__(self, n: int) -> int:
         if isinstance(n, Counter) or not isinstance(n, int) or isinstance(n, bool):
             return int(self) + n
         return self.increment(n)
 
-    __radd__ = __add__  # type: ignore[assignment]
+    __radd__ = __add__
 
     def increment(self, n: int = 1, component: bytes | None = None) -> Counter:
         """A copy with ``component`` (default: the current execution's) increased by ``n``."""
@@ -693,15 +754,19 @@ class CounterType(FieldType[Counter]):
     def read(self, node: _Node) -> Counter:
         comps: dict[bytes, int] = {}
         keyed = header_prefix(node.level + 1, keyed=True)
+        if node.data or node.opaque:
+            node.bad = True
         for header, child in node.children.items():
-            if header[0] != keyed:
-                continue
+            if header[0] != keyed or child.children or child.opaque:
+                node.bad = True  # not a component, or more than a component holds
+                if header[0] != keyed:
+                    continue
             best = -1
             for payload in child.data:
                 try:
                     v, _ = decode_unsigned_reverse(payload)
                 except BaggageError:
-                    child.bad = True
+                    node.bad = child.bad = True
                     continue
                 best = max(best, v)
             if best >= 0:
@@ -733,7 +798,8 @@ class StructType(ElementType["Struct"]):
         return value.to_payload()
 
     def decode(self, payload: bytes) -> Struct:
-        return self.cls.from_payload(payload)
+        value: Struct = self.cls.from_payload(payload)
+        return value
 
     def decode_in_struct(self, payload: bytes, pos: int) -> tuple[Struct, int]:
         return self.cls._decode_at(payload, pos)
@@ -760,18 +826,27 @@ class BagType(FieldType["Bag"]):
     def is_empty(self, value: Bag | None) -> bool:
         return value is None or value.is_empty()
 
+    @property
+    def holds_bags(self) -> bool:
+        return True
+
+    def flag_overflow(self, value: Bag) -> Bag:
+        return value._flagged()  # type: ignore[no-any-return]
+
     def write(self, value: Bag, level: int, out: list[bytes]) -> None:
         value._write(level, out)
 
     def read(self, node: _Node) -> Bag:
-        return self.cls._from_node(node)
+        bag: Bag = self.cls._from_node(node)
+        return bag
 
     def join(self, a: Bag, b: Bag) -> Bag:
         if a is None:
             return b
         if b is None:
             return a
-        return a.join(b)
+        joined: Bag = a.join(b)
+        return joined
 
     def validate(self, value: Any) -> Bag:
         if not isinstance(value, self.cls):
@@ -786,7 +861,7 @@ def set_of(element: ElementType[T] | type[Struct]) -> SetType[T]:
 
 def map_of(key: ElementType[K], value: FieldType[V] | type[Bag] | type[Struct]) -> MapType[K, V]:
     """The type ``map<key, value>``."""
-    return MapType(key, as_type(value))  # type: ignore[arg-type]
+    return MapType(key, as_type(value))
 
 
 def as_type(t: FieldType[Any] | type) -> FieldType[Any]:

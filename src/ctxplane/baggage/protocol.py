@@ -2,8 +2,8 @@
 
 Every atom of the protocol starts with a prefix byte:
 
-* ``0x00``: a data atom; the rest is its payload. ``0x01``–``0x7F`` are unsupported prefixes.
-* bit 7 set: a header atom. Bits 6–3 hold ``15 - level``, bit 2 is 0 for an *indexed* key
+* ``0x00``: a data atom; the rest is its payload. ``0x01`` to ``0x7F`` are unsupported prefixes.
+* bit 7 set: a header atom. Bits 6 to 3 hold ``15 - level``, bit 2 is 0 for an *indexed* key
   (the index as an unsigned lexvarint follows) and 1 for a *keyed* one (the raw key bytes
   follow), bit 1 must be 0, bit 0 is the merge behaviour (0 TakeAll, 1 TakeFirst).
 * the empty atom is the overflow marker.
@@ -112,7 +112,11 @@ class BagKey:
     @property
     def payload(self) -> bytes:
         """The header payload: the index lexvarint or the key bytes."""
-        return encode_unsigned(self.index) if self.key is None else self.key
+        if self.key is not None:
+            return self.key
+        if self.index is None:
+            raise ValueError("a BagKey needs an index or a key")
+        return encode_unsigned(self.index)
 
     def header(self, level: int) -> bytes:
         """The header atom that opens this key's bag at ``level``."""
@@ -133,10 +137,13 @@ def parse_header(atom: bytes) -> tuple[int, BagKey]:
     raise BaggageError(f"atom with prefix {atom[0]:#04x} is not a header")
 
 
+_SIGN_FLIP = bytes(b ^ 0x80 for b in range(256))
+
+
 def signed_sort(payloads: Iterable[bytes]) -> list[bytes]:
     """Sort payloads by signed byte comparison (Java's ``ByteBuffer.compareTo``), as the
     reference orders set elements. Needed for byte-identical output, meaningless for parsing."""
-    flip = bytes((b ^ 0x80) for b in range(256))
+    flip = _SIGN_FLIP
     return sorted(payloads, key=lambda p: p.translate(flip))
 
 
@@ -145,7 +152,8 @@ class BagNode:
     """A bag as a generic tree: payloads of its data atoms, then keyed children in order.
 
     ``opaque`` holds atoms of this bag that ctxplane could not interpret; they are written out
-    again after the children. ``overflow`` writes the overflow marker before the data.
+    again after the data, before the children. ``overflow`` writes the overflow marker before
+    the data.
     """
 
     data: list[bytes] = field(default_factory=list)
@@ -165,13 +173,15 @@ def _write(node: BagNode, level: int, out: list[bytes]) -> None:
     if node.overflow:
         out.append(OVERFLOW_MARKER)
     out.extend(b"\x00" + d for d in node.data)
+    # opaque atoms go where the reader found them: after the data, before the first child
+    # (after a child header they would be read back as that child's)
+    out.extend(node.opaque)
     for key, child in node.children:
         mark = len(out)
         out.append(key.header(level))
         _write(child, level + 1, out)
         if len(out) == mark + 1:
             del out[mark]  # an empty bag vanishes
-    out.extend(node.opaque)
 
 
 def write_tree(root: BagNode) -> list[bytes]:
@@ -201,9 +211,11 @@ class ReadResult:
 def read_tree(atoms: Sequence[bytes]) -> ReadResult:
     """Read atoms into a :class:`BagNode` tree (a generic walk of every bag).
 
-    Duplicate headers (from merging unsorted lists) become separate children, in order.
-    Uninterpretable atoms are kept as ``opaque`` on the bag they appear in; a header that skips
-    levels is opaque together with everything up to the next header it could belong to.
+    A bag that holds an overflow marker is read with ``overflow`` set, so that writing the tree
+    again keeps the marker (at the start of that bag). Duplicate headers (from merging
+    unsorted lists) become separate children, in order. Uninterpretable atoms are kept as
+    ``opaque`` on the bag they appear in; a header that skips levels is opaque together with
+    everything up to the next header it could belong to.
     """
     root = BagNode()
     stack: list[tuple[BagNode, bytes]] = [(root, b"")]
@@ -213,6 +225,8 @@ def read_tree(atoms: Sequence[bytes]) -> ReadResult:
         if not atom:
             if overflow_path is None:
                 overflow_path = (*(h for _, h in stack[1:]), OVERFLOW_MARKER)
+            # the bag the marker is in may have lost data: writing it again keeps the marker
+            stack[-1][0].overflow = True
             continue
         prefix = atom[0]
         node = stack[-1][0]

@@ -16,20 +16,42 @@ Rules the patches rely on:
 * Counter increments go to the current execution's own component, created lazily on the first
   increment, so concurrent branches never share a component and joins (per-component maximum)
   never double-count. A forked process renews its identity.
+
+Compaction (keeping counters to a bounded number of components under structured concurrency):
+a join *folds* the child's own component into the observer's own component - the count moves,
+the child's component disappears - only when all of these hold:
+
+1. the observer is the execution that created the child (it branched it),
+2. this is the first observation of the child (any later one is a plain join),
+3. the child is finished and observed every execution it branched itself (none pending),
+4. nothing the child (or anything it created) branched was observed by anyone else first.
+
+Otherwise no copy of the child's components could be told apart from a second count, so the
+join is the plain per-component maximum. A child observed by a non-creator marks its creator
+chain "escaped" (never folded from then on); a stale copy of an already folded component that
+shows up later (a task awaited a second time, by someone else) is replaced by the component it
+was folded into, at a count that already includes it. Counts are therefore exact in every
+case, and compact where concurrency is structured (gather, TaskGroup, await, Thread.join,
+Future.result).
 """
 
 from __future__ import annotations
 
 import contextvars
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from ..baggage import Bag, Baggage
+from ..baggage import Bag, Baggage, BaggageError
+from ..baggage import counters as _counters
 from ..baggage import fields as _fields
+from ..baggage.lexvarint import decode_unsigned_reverse
 
 __all__ = [
+    "Execution",
     "Frame",
     "branch",
     "branch_context",
@@ -45,14 +67,34 @@ __all__ = [
 B = TypeVar("B", bound=Bag)
 
 
+class Execution:
+    """One execution (a task, a thread, a callback...): its own counter component and what
+    the compaction rule needs to know about it. Mutable; never sent anywhere."""
+
+    __slots__ = ("claimed", "creator", "escaped", "folded_into", "own", "pending")
+
+    def __init__(self, creator: Execution | None = None) -> None:
+        self.own: bytes | None = None
+        self.creator = creator
+        self.pending = 0  # children branched and not yet observed by this execution
+        self.escaped = False  # copies of this execution's components may reach others
+        self.claimed = False  # observed at least once
+        self.folded_into: tuple[Execution, int] | None = None
+
+
 class Frame:
-    """What the ContextVar holds: the active baggage and this execution's counter identity."""
+    """What the ContextVar holds: the active baggage and the execution it belongs to."""
 
-    __slots__ = ("baggage", "own")
+    __slots__ = ("baggage", "ex")
 
-    def __init__(self, baggage: Baggage, own: bytes | None = None) -> None:
+    def __init__(self, baggage: Baggage, ex: Execution | None = None) -> None:
         self.baggage = baggage
-        self.own = own
+        self.ex = ex
+
+    @property
+    def own(self) -> bytes | None:
+        """The execution's own counter component id, if it has one yet."""
+        return self.ex.own if self.ex is not None else None
 
     def __repr__(self) -> str:
         own = self.own.hex() if self.own else None
@@ -63,6 +105,7 @@ _EMPTY_FRAME = Frame(Baggage.empty())
 _frame: contextvars.ContextVar[Frame] = contextvars.ContextVar("ctxplane_frame")
 _get = _frame.get
 _set = _frame.set
+_lock = threading.Lock()
 
 
 def current() -> Baggage:
@@ -74,7 +117,7 @@ def set_current(baggage: Baggage) -> None:
     """Make ``baggage`` the active baggage of the current execution."""
     f = _get(_EMPTY_FRAME)
     if f.baggage is not baggage:
-        _set(Frame(baggage, f.own))
+        _set(Frame(baggage, f.ex))
 
 
 @contextmanager
@@ -83,7 +126,7 @@ def use(baggage: Baggage) -> Iterator[Baggage]:
 
     Works in sync and async code (a ``with`` inside a coroutine affects only that task).
     """
-    token = _set(Frame(baggage, _get(_EMPTY_FRAME).own))
+    token = _set(Frame(baggage, _get(_EMPTY_FRAME).ex))
     try:
         yield baggage
     finally:
@@ -104,7 +147,7 @@ def join(*others: Baggage) -> Baggage:
     f = _get(_EMPTY_FRAME)
     joined = f.baggage.join(*others)
     if joined is not f.baggage:
-        _set(Frame(joined, f.own))
+        _set(Frame(joined, f.ex))
     return joined
 
 
@@ -124,21 +167,24 @@ def deserialize(data: bytes) -> Baggage:
 # -- primitives for patches ---------------------------------------------------------------
 
 
+def _own_execution() -> Frame:
+    f = _get(_EMPTY_FRAME)
+    if f.ex is None:
+        f = Frame(f.baggage, Execution())
+        _set(f)
+    return f
+
+
 def branch_context(ctx: contextvars.Context | None = None) -> tuple[contextvars.Context, Frame]:
     """A context for a new execution: a copy of the current one (or ``ctx`` itself) holding
-    the child's frame. Returns the context and that frame (to detect an unchanged child).
-
-    A frame without a counter identity is shared as is (the first increment in the child gives
-    it its own); one with an identity is replaced by a fresh frame on the same baggage.
-    """
-    f = _get(_EMPTY_FRAME)
-    child = f if f.own is None else Frame(f.baggage)
+    the child's frame. Returns the context and that frame (the join needs it back)."""
+    parent = _own_execution().ex
+    assert parent is not None
+    child = Frame(_get(_EMPTY_FRAME).baggage, Execution(parent))
+    parent.pending += 1
     if ctx is None:
         ctx = contextvars.copy_context()
-        if child is not f:
-            ctx.run(_set, child)
-    elif ctx.get(_frame) is not child:
-        ctx.run(_set, child)
+    ctx.run(_set, child)
     return ctx, child
 
 
@@ -152,50 +198,143 @@ def final_frame(ctx: contextvars.Context) -> Frame | None:
     return ctx.get(_frame)
 
 
-def join_context(ctx: contextvars.Context, start: Frame | None = None) -> None:
-    """Join the final baggage of a child context into the current one (the observer's).
+def observing() -> bool:
+    """Whether the current code can be an observer: not a callback run by an event loop.
 
-    ``start`` is the frame the child was given: if the child never changed it, this is an
-    identity check and nothing more.
+    asyncio's own machinery reads children's results from callbacks (gather, wait_for,
+    shield, wrap_future...); a join there would land in a throw-away context copy and, worse,
+    claim the child's first observation. Joins happen in the task (or thread) that observes.
+    """
+    aio = sys.modules.get("asyncio")
+    if aio is None:
+        return True
+    loop = aio.events._get_running_loop()
+    return loop is None or aio.tasks.current_task(loop) is not None
+
+
+def _escape(ex: Execution | None) -> None:
+    """Copies of ``ex``'s components (and its creators') may now reach others: never fold."""
+    while ex is not None and not ex.escaped:
+        ex.escaped = True
+        ex = ex.creator
+
+
+def _resolve(ex: Execution) -> tuple[Execution, int] | None:
+    """Where a folded execution's count lives now: the last execution of its fold chain."""
+    target = ex.folded_into
+    while target is not None and target[0].folded_into is not None:
+        target = target[0].folded_into
+    return target
+
+
+def _redirect(b: Baggage, ex: Execution | None) -> Baggage:
+    # A stale copy of a folded component becomes the component it was folded into.
+    while ex is not None:
+        if ex.own is not None and ex.folded_into is not None:
+            target = _resolve(ex)
+            if target is not None and target[0].own is not None:
+                b = _counters.redirect_component(b, ex.own, target[0].own, target[1])
+        ex = ex.creator
+    return b
+
+
+def join_context(ctx: contextvars.Context, start: Frame | None = None) -> None:
+    """Join the final baggage of a finished child context into the current execution (the
+    observer's), at the moment of observation.
+
+    Compaction rule (the only place a count moves between components): the child's own
+    component is folded into the observer's own component when the observer is the child's
+    creator, this is the first observation of the child, and no copy of the child's components
+    can still reach anyone else - every execution the child branched was observed by the child
+    itself, and nothing the child created was observed by anyone else. Every other join is the
+    plain merge (per-component maximum), after replacing stale copies of components that were
+    already folded by the component they were folded into.
     """
     end = ctx.get(_frame)
-    if end is None or end is start:
+    if end is None or not observing():
         return
+    cex = start.ex if start is not None else end.ex
     f = _get(_EMPTY_FRAME)
+    if cex is None:
+        if end is not start:
+            _merge(f, end.baggage)
+        return
+    observer = f.ex
+    with _lock:
+        first = not cex.claimed
+        cex.claimed = True
+        by_creator = first and observer is not None and cex.creator is observer
+        if by_creator:
+            observer.pending -= 1  # type: ignore[union-attr]
+        elif first or not cex.escaped:
+            _escape(cex)
+        fold = (
+            by_creator
+            and not cex.escaped
+            and cex.pending == 0
+            and cex.own is not None
+            and cex.folded_into is None
+        )
+    if end is start:
+        return
     b = end.baggage
+    if not fold:
+        if not first or not by_creator:
+            b = _redirect(b, cex)
+        _merge(_get(_EMPTY_FRAME), b)
+        return
+    f = _own_execution()
+    ex = f.ex
+    assert ex is not None and cex.own is not None
+    own = _own_component()
+    joined = f.baggage.join(b) if b is not f.baggage else f.baggage
+    folded = _counters.fold_component(joined, cex.own, own)
+    with _lock:
+        cex.folded_into = (ex, _component_value(folded, own))
+    if folded is not f.baggage:
+        _set(Frame(folded, ex))
+
+
+def _component_value(b: Baggage, own: bytes) -> int:
+    # the count of ``own`` after a fold: the largest value any copy of it holds
+    best = 0
+    atoms = b.atoms
+    for i, atom in enumerate(atoms):
+        if atom[1:] == own and i + 1 < len(atoms) and atoms[i + 1][:1] == b"\x00":
+            try:
+                best = max(best, decode_unsigned_reverse(atoms[i + 1], 1)[0])
+            except BaggageError:
+                continue
+    return best
+
+
+def _merge(f: Frame, b: Baggage) -> None:
     if b is f.baggage or not b:
         return
     joined = f.baggage.join(b)
     if joined is not f.baggage:
-        _set(Frame(joined, f.own))
+        _set(Frame(joined, f.ex))
 
 
 def join_frame(end: Frame | None) -> None:
-    """Join a child's final frame into the current execution."""
-    if end is None:
-        return
-    f = _get(_EMPTY_FRAME)
-    b = end.baggage
-    if b is f.baggage or not b:
-        return
-    joined = f.baggage.join(b)
-    if joined is not f.baggage:
-        _set(Frame(joined, f.own))
+    """Join a frame's baggage into the current execution (plain merge, no compaction)."""
+    if end is not None:
+        _merge(_get(_EMPTY_FRAME), end.baggage)
 
 
 def _own_component() -> bytes:
-    f = _get(_EMPTY_FRAME)
-    own = f.own
-    if own is None:
-        own = _fields.new_component_id()
-        _set(Frame(f.baggage, own))
-    return own
+    f = _own_execution()
+    ex = f.ex
+    assert ex is not None
+    if ex.own is None:
+        ex.own = _fields.new_component_id()
+    return ex.own
 
 
 def _renew_after_fork() -> None:
     f = _get(_EMPTY_FRAME)
-    if f.own is not None:
-        _set(Frame(f.baggage, None))
+    if f.ex is not None:
+        _set(Frame(f.baggage, Execution()))
 
 
 _fields.set_component_id_provider(_own_component)
