@@ -1,0 +1,150 @@
+"""Cost of automatic branch/join: ratios instrumented / bare, measured in one run.
+
+Each case runs bare (ctxplane unpatched) and instrumented (asyncio, threading and futures
+patched), with empty baggage and with a 5-field baggage active. Variants are interleaved over
+several rounds; the table shows median microseconds per operation and the ratio to bare.
+
+    python benchmarks/bench_transit.py [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures as cf
+import statistics
+import threading
+import time
+from collections.abc import Callable
+
+from ctxplane import COUNTER, INT64, STRING, Bag, Baggage, field, set_of
+from ctxplane.patches import asyncio_, futures, threading_
+from ctxplane.transit import context
+
+PATCHES = (asyncio_, threading_, futures)
+
+
+class Five(Bag, index=240):
+    """A 5-field bag."""
+
+    a = field(1, INT64)
+    b = field(2, STRING)
+    c = field(3, set_of(STRING))
+    d = field(4, COUNTER)
+    e = field(5, INT64)
+
+
+FIVE = Baggage.of(Five(a=1, b="request-42", c={"x", "y"}, d=3, e=7))
+
+
+async def _noop() -> None:
+    return None
+
+
+def _work() -> None:
+    return None
+
+
+def case_create_task(n: int) -> float:
+    async def main() -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await asyncio.create_task(_noop())
+        return time.perf_counter() - t0
+
+    return asyncio.run(main()) / n
+
+
+def case_gather(n: int) -> float:
+    async def main() -> float:
+        t0 = time.perf_counter()
+        for _ in range(n // 100):
+            await asyncio.gather(*(_noop() for _ in range(100)))
+        return time.perf_counter() - t0
+
+    return asyncio.run(main()) / (n // 100)
+
+
+def case_taskgroup(n: int) -> float:
+    async def main() -> float:
+        t0 = time.perf_counter()
+        for _ in range(n // 100):
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(100):
+                    tg.create_task(_noop())
+        return time.perf_counter() - t0
+
+    return asyncio.run(main()) / (n // 100)
+
+
+def case_to_thread(n: int) -> float:
+    async def main() -> float:
+        t0 = time.perf_counter()
+        for _ in range(n // 10):
+            await asyncio.to_thread(_work)
+        return time.perf_counter() - t0
+
+    return asyncio.run(main()) / (n // 10)
+
+
+def case_executor(n: int, pool: cf.ThreadPoolExecutor) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n // 10):
+        pool.submit(_work).result()
+    return (time.perf_counter() - t0) / (n // 10)
+
+
+def case_thread(n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n // 50):
+        t = threading.Thread(target=_work)
+        t.start()
+        t.join()
+    return (time.perf_counter() - t0) / (n // 50)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--n", type=int, default=2000)
+    args = parser.parse_args()
+    pool = cf.ThreadPoolExecutor(1)
+    cases: dict[str, Callable[[int], float]] = {
+        "create_task+await": case_create_task,
+        "gather(100)": case_gather,
+        "TaskGroup(100)": case_taskgroup,
+        "to_thread": case_to_thread,
+        "executor submit+result": lambda n: case_executor(n, pool),
+        "Thread start+join": case_thread,
+    }
+    variants = ("bare", "empty", "5-field")
+    results: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.rounds):
+        for name, fn in cases.items():
+            for variant in variants:
+                if variant == "bare":
+                    for p in PATCHES:
+                        p.unpatch()
+                else:
+                    for p in PATCHES:
+                        p.patch()
+                baggage = FIVE if variant == "5-field" else Baggage.empty()
+                with context.use(baggage):
+                    results.setdefault((name, variant), []).append(fn(args.n))
+    for p in PATCHES:
+        p.unpatch()
+    pool.shutdown()
+    head = f"{'case':26} {'bare µs':>9} {'empty µs':>9} {'ratio':>6}"
+    print(head + f" {'5-field µs':>10} {'ratio':>6}")
+    for name in cases:
+        bare = statistics.median(results[(name, "bare")]) * 1e6
+        empty = statistics.median(results[(name, "empty")]) * 1e6
+        five = statistics.median(results[(name, "5-field")]) * 1e6
+        print(
+            f"{name:26} {bare:9.2f} {empty:9.2f} {empty / bare:6.2f}x {five:10.2f} "
+            f"{five / bare:6.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
