@@ -216,15 +216,20 @@ def _in_other_process(self: Any, executor: Any, func: Callable[..., Any], *args:
     return _follow(asyncio.wrap_future(cf_future, loop=self), jf)
 
 
-def _run_in_executor(self: Any, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
-    original = _originals[(asyncio.base_events.BaseEventLoop, "run_in_executor")]
-    if executor is not None and not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-        return _in_other_process(self, executor, func, *args)
-    ctx, start = _t.branch_context()
-    fut = original(self, executor, functools.partial(ctx.run, func), *args)
-    jf = JoiningFuture(loop=self)
-    jf._ctxplane_ctx = (ctx, start)
-    return _follow(fut, jf)
+def _make_run_in_executor(original: Callable[..., Any]) -> Callable[..., Any]:
+    def run_in_executor(self: Any, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
+        if executor is not None and not isinstance(
+            executor, concurrent.futures.ThreadPoolExecutor
+        ):
+            return _in_other_process(self, executor, func, *args)
+        ctx, start = _t.branch_context()
+        fut = original(self, executor, functools.partial(ctx.run, func), *args)
+        jf = JoiningFuture(loop=self)
+        jf._ctxplane_ctx = (ctx, start)
+        return _follow(fut, jf)
+
+    run_in_executor.__wrapped__ = original  # type: ignore[attr-defined]
+    return run_in_executor
 
 
 async def _to_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -318,7 +323,7 @@ def patch() -> None:
         return
     be = asyncio.base_events.BaseEventLoop
     _patch_loop_class(be, True)
-    _set(be, "run_in_executor", _run_in_executor)
+    _set(be, "run_in_executor", _make_run_in_executor(_save(be, "run_in_executor")))
     gathering: Any = getattr(asyncio.tasks, "_GatheringFuture")  # noqa: B009 (private, typed)
     _set(gathering, "__await__", _gathering_await)
     _set(gathering, "__iter__", _gathering_await)
@@ -339,23 +344,8 @@ def patch_uvloop(uvloop: Any) -> None:
     """Patch ``uvloop.Loop`` (a Python subclass of its Cython loop) the same way."""
     if (uvloop.Loop, "create_task") not in _originals:
         _patch_loop_class(uvloop.Loop, False)
-        _set(uvloop.Loop, "run_in_executor", _uvloop_run_in_executor(_save(uvloop.Loop,
-             "run_in_executor")))
-
-
-def _uvloop_run_in_executor(original: Callable[..., Any]) -> Callable[..., Any]:
-    def run_in_executor(self: Any, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
-        if executor is not None and not isinstance(
-            executor, concurrent.futures.ThreadPoolExecutor
-        ):
-            return _in_other_process(self, executor, func, *args)
-        ctx, start = _t.branch_context()
-        fut = original(self, executor, functools.partial(ctx.run, func), *args)
-        jf = JoiningFuture(loop=self)
-        jf._ctxplane_ctx = (ctx, start)
-        return _follow(fut, jf)
-
-    return run_in_executor
+        original = _save(uvloop.Loop, "run_in_executor")
+        _set(uvloop.Loop, "run_in_executor", _make_run_in_executor(original))
 
 
 def unpatch() -> None:
