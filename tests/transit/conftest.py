@@ -38,10 +38,10 @@ def fresh_baggage() -> Iterator[None]:
 
 @pytest.fixture(scope="session", autouse=True)
 def patched() -> Iterator[None]:
-    from ctxplane.patches import asyncio_, futures, threading_
+    from ctxplane.patches import asyncio_, futures, multiprocessing_, threading_
 
-    for p in (asyncio_, threading_, futures):
+    for p in (asyncio_, threading_, futures, multiprocessing_):
         p.patch()
     yield
-    for p in (asyncio_, threading_, futures):
+    for p in (asyncio_, threading_, futures, multiprocessing_):
         p.unpatch()

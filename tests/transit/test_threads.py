@@ -90,3 +90,11 @@ def test_process_pool_carries_baggage_both_ways() -> None:
         seen_by_child = ex.submit(_in_process, "proc").result(timeout=60)
     assert seen_by_child == (1, frozenset({"parent"}))
     assert state() == (2, frozenset({"parent", "proc"}))
+
+
+def test_concurrent_process_pool_tasks_on_one_worker_count_exactly() -> None:
+    with cf.ProcessPoolExecutor(1) as ex:
+        futs = [ex.submit(_in_process, f"p{i}") for i in range(6)]
+        for f in futs:
+            f.result(timeout=60)
+    assert state() == (6, frozenset(f"p{i}" for i in range(6)))

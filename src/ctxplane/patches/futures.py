@@ -40,7 +40,7 @@ def _thread_submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
 def _run_with_baggage(data: bytes, fn: Any, args: Any, kwargs: Any) -> tuple[Any, bytes]:
     """Worker side: run ``fn`` with the parent's baggage active; return (result, baggage)."""
     start = Baggage.from_bytes(data)
-    with _t.use(start):
+    with _t.new_execution(start):
         result = fn(*args, **kwargs)
         end = _t.current()
     return result, (b"" if end is start else end.to_bytes())

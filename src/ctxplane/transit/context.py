@@ -59,6 +59,7 @@ __all__ = [
     "deserialize",
     "join",
     "join_context",
+    "new_execution",
     "serialize",
     "set_current",
     "use",
@@ -127,6 +128,17 @@ def use(baggage: Baggage) -> Iterator[Baggage]:
     Works in sync and async code (a ``with`` inside a coroutine affects only that task).
     """
     token = _set(Frame(baggage, _get(_EMPTY_FRAME).ex))
+    try:
+        yield baggage
+    finally:
+        _frame.reset(token)
+
+
+@contextmanager
+def new_execution(baggage: Baggage) -> Iterator[Baggage]:
+    """Run a block as a new execution that starts from ``baggage``: its own counter
+    identity, nothing shared with the caller (a server handler, a worker's task)."""
+    token = _set(Frame(baggage, Execution()))
     try:
         yield baggage
     finally:
