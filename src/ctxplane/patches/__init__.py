@@ -97,9 +97,26 @@ def _log(level: int, msg: str, *args: object, exc_info: bool = False) -> None:
     # be dropped (default level WARNING), so do not import it just to drop the record.
     if level < _WARNING and "logging" not in sys.modules:
         return
+    lg = sys.modules.get("logging")
+    if lg is not None and not hasattr(lg, "getLogger"):
+        # A hook can fire while logging itself is being imported (logging imports
+        # threading): keep the record and emit it with the next one.
+        if exc_info:
+            import traceback
+
+            msg = msg + "\n" + traceback.format_exc()
+        _deferred.append((level, msg, args))
+        return
     import logging
 
-    logging.getLogger(_LOGGER_NAME).log(level, msg, *args, exc_info=exc_info)
+    logger = logging.getLogger(_LOGGER_NAME)
+    while _deferred:
+        d_level, d_msg, d_args = _deferred.pop(0)
+        logger.log(d_level, d_msg, *d_args)
+    logger.log(level, msg, *args, exc_info=exc_info)
+
+
+_deferred: list[tuple[int, str, tuple[object, ...]]] = []
 
 
 _DEBUG: Final = 10
