@@ -218,7 +218,7 @@ def _parse_log_level(var: str, raw: str) -> int | None:
         return None
     if text in _LOG_LEVELS:
         return _LOG_LEVELS[text]
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     _report(var, raw, "unknown log level; leaving logging alone")
     return None
@@ -242,7 +242,7 @@ def _parse_allow(var: str, raw: str) -> frozenset[int]:
         part = part.strip()
         if not part:
             continue
-        if part.isdigit():
+        if part.isascii() and part.isdigit():
             allowed.add(int(part))
         else:
             bad.append(part)
