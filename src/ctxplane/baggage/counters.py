@@ -19,7 +19,7 @@ from .lexvarint import decode_unsigned_reverse, encode_unsigned_reverse
 from .protocol import BagKey, BagNode, read_tree, write_tree
 from .value import Baggage
 
-__all__ = ["component_ids", "fold_component", "redirect_component"]
+__all__ = ["fold_component", "redirect_component"]
 
 
 def _count(node: BagNode) -> int:
@@ -91,16 +91,3 @@ def redirect_component(baggage: Baggage, src: bytes, dst: bytes, value: int) -> 
     component that was folded into ``dst`` at a count (``value``) that includes it."""
     return _apply(baggage, src, dst, value)
 
-
-def component_ids(baggage: Baggage) -> set[bytes]:
-    """The ids of every counter-like keyed component anywhere in the baggage."""
-    out: set[bytes] = set()
-
-    def walk(node: BagNode) -> None:
-        for key, child in node.children:
-            if key.key is not None and not child.children and child.data:
-                out.add(key.key)
-            walk(child)
-
-    walk(read_tree(baggage.atoms).tree)
-    return out

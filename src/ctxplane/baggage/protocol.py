@@ -19,7 +19,7 @@ path of headers that enclose it, so a reader can tell exactly which bags may hav
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .atoms import OVERFLOW_MARKER
@@ -259,7 +259,3 @@ def read_tree(atoms: Sequence[bytes]) -> ReadResult:
         stack.append((child, atom))
     return ReadResult(root, overflow_path)
 
-
-def iter_data(node: BagNode) -> Iterator[bytes]:
-    """Payloads of a node's data atoms."""
-    return iter(node.data)

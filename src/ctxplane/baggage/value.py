@@ -54,12 +54,7 @@ class Baggage:
         with the overflow marker (``strict=True`` raises :class:`BaggageError` instead)."""
         if not data:
             return cls.empty()
-        atoms = _atoms.deserialize(data, strict=strict)
-        b = cls(atoms)
-        if isinstance(data, bytes) and not (atoms and atoms[-1] == _atoms.OVERFLOW_MARKER):
-            ser = _atoms.serialize(atoms)
-            b._bytes = data if ser == data else ser
-        return b
+        return cls(_atoms.deserialize(data, strict=strict))
 
     @classmethod
     def of(cls, *bags: Bag) -> Baggage:
@@ -145,7 +140,11 @@ class Baggage:
         return cls._from_node(node)  # type: ignore[no-any-return]
 
     def _has_duplicate(self, header: bytes, after: int) -> bool:
-        return header in self._atoms[after:]
+        try:
+            self._atoms.index(header, after)
+        except ValueError:
+            return False
+        return True
 
     def _all_segments(self, header: bytes) -> Iterator[tuple[int, int]]:
         atoms = self._atoms

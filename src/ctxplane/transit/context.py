@@ -205,11 +205,6 @@ def needs_branch() -> bool:
     return _get(_EMPTY_FRAME) is not _EMPTY_FRAME
 
 
-def final_frame(ctx: contextvars.Context) -> Frame | None:
-    """The frame a child context ended with."""
-    return ctx.get(_frame)
-
-
 def observing() -> bool:
     """Whether the current code can be an observer: not a callback run by an event loop.
 
@@ -326,12 +321,6 @@ def _merge(f: Frame, b: Baggage) -> None:
     joined = f.baggage.join(b)
     if joined is not f.baggage:
         _set(Frame(joined, f.ex))
-
-
-def join_frame(end: Frame | None) -> None:
-    """Join a frame's baggage into the current execution (plain merge, no compaction)."""
-    if end is not None:
-        _merge(_get(_EMPTY_FRAME), end.baggage)
 
 
 def _own_component() -> bytes:
