@@ -1,25 +1,37 @@
-"""ctxplane demo: a counter and a set updated in gathered tasks, threads and a process pool,
-read by the parent after its awaits. Run it under ``ctxplane-run python examples/demo.py``:
-there is no ctxplane code in the app's control flow beyond declaring its bag."""
+"""ctxplane demo, in two parts.
+
+1. One process: a counter and a set updated in gathered tasks, threads and a process pool,
+   read by the parent after its awaits.
+2. Two services: starts ``server.py`` (aiohttp, 127.0.0.1, free port) as a subprocess, runs
+   ``client.py`` against it, and shows what came back from the server; then stops the server.
+
+Run it from anywhere with ``ctxplane-run python examples/demo.py``. Without ``ctxplane-run`` it
+runs too, but nothing joins back: the output says so. The app code has no ctxplane calls beyond
+declaring and using its bag (``visits.py``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
+import sys
 import threading
+from pathlib import Path
+
+import client
+from visits import Visits
 
 import ctxplane
-from ctxplane import COUNTER, STRING, Bag, field, set_of
 
-
-class Visits(Bag, index=100):
-    """What every unit of work records: one count and its name."""
-
-    count = field(1, COUNTER)
-    where = field(2, set_of(STRING))
+HERE = Path(__file__).resolve().parent
+DEADLINE = 30.0  # seconds, for each part
+NOT_ACTIVE = "ctxplane is not active (run it under ctxplane-run)"
 
 
 def record(name: str) -> None:
+    """Count one unit of work and add its name."""
     Visits.increment("count")
     Visits.add("where", name)
 
@@ -35,7 +47,8 @@ def in_process(name: str) -> str:
     return name
 
 
-async def main() -> None:
+async def one_process() -> None:
+    """Part 1: tasks, threads and a process pool, all joined back into this task."""
     record("main")
     await asyncio.gather(*(handler(i) for i in range(3)))
     t = threading.Thread(target=record, args=("plain-thread",))
@@ -45,10 +58,61 @@ async def main() -> None:
     with concurrent.futures.ProcessPoolExecutor(1) as pool:
         await loop.run_in_executor(pool, in_process, "process")
     bag = Visits.current()
+    print("== one process: gathered tasks, threads, a process pool ==")
     print(f"count={int(bag.count)} (expected 9)")
     print("where=" + ", ".join(sorted(bag.where)))
     print(f"baggage: {len(ctxplane.serialize())} bytes")
+    if not ctxplane.is_active():
+        print(f"nothing joined back: {NOT_ACTIVE}")
+
+
+async def stop(server: asyncio.subprocess.Process) -> None:
+    """Terminate the server; kill it if it has not exited after 5 s."""
+    if server.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            server.terminate()
+        try:
+            await asyncio.wait_for(server.wait(), 5)
+        except TimeoutError:
+            server.kill()
+            await server.wait()
+
+
+async def two_services() -> None:
+    """Part 2: start server.py, run the client against it, stop the server whatever happens."""
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, str(HERE / "server.py"), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None
+        line = await server.stdout.readline()
+        if not line.strip().isdigit():
+            raise RuntimeError(f"server.py did not print its port (got {line!r})")
+        port = int(line)
+        print(f"== two services: client.py calls server.py on 127.0.0.1:{port} ==")
+        bag = await client.main(port)
+    finally:
+        await stop(server)
+    from_server = ", ".join(sorted(w for w in bag.where if w.startswith("server:")))
+    if from_server:
+        print(f"came back from the server: count +{int(bag.count) - 1}, where += {from_server}")
+    else:
+        reason = "" if ctxplane.is_active() else f": {NOT_ACTIVE}"
+        print(f"nothing came back from the server{reason}")
+
+
+def main() -> int:
+    """Run both parts, each bounded by DEADLINE; 0 on success, 1 if a part failed."""
+    try:
+        asyncio.run(asyncio.wait_for(one_process(), DEADLINE))
+        # The client starts from empty baggage, like a fresh request: a new context, not part
+        # 1's baggage (asyncio.run joins a finished main task back into the caller).
+        contextvars.Context().run(asyncio.run, asyncio.wait_for(two_services(), DEADLINE))
+    except Exception as exc:
+        print(f"demo failed: {exc!r}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(main())

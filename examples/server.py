@@ -1,0 +1,29 @@
+"""aiohttp service: records each visit in the caller's baggage. Prints its port, then serves."""
+
+import asyncio
+
+from aiohttp import web
+from visits import Visits
+
+
+async def hello(request: web.Request) -> web.Response:
+    """Count this visit and name it; the caller gets both back with the response."""
+    name = request.match_info["name"]
+    Visits.increment("count")
+    Visits.add("where", f"server:{name}")
+    return web.Response(text=f"hello {name}")
+
+
+async def main() -> None:
+    """Serve on 127.0.0.1, on a free port printed as the first line, until terminated."""
+    app = web.Application()
+    app.router.add_get("/hello/{name}", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    print(runner.addresses[0][1], flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
