@@ -6,17 +6,25 @@ be patched in place, and Python 3.11 gives no access to a task's context. ctxpla
 * patches ``create_task`` on the event loop classes (``asyncio.BaseEventLoop`` and, when
   present, ``uvloop.Loop``) - the one path every task goes through: ``asyncio.create_task``,
   ``ensure_future``, ``gather`` and ``TaskGroup`` (which calls ``loop.create_task`` directly).
-  It copies the context itself, puts the child's frame in it (the **branch**) and passes it as
-  ``context=``, so the copy the task would have made anyway is the one ctxplane keeps;
-* creates tasks of :class:`JoiningTask`, a Python subclass of ``asyncio.Task`` whose
-  ``__await__``, ``result()`` and ``exception()`` **join** the child's final baggage into the
-  awaiting context, at the moment of observation. An app's own task factory is kept and called
-  with the branched context; its tasks are remembered (weakly) so that the Python-level join
-  points below still join them;
+  It copies the context itself and passes it as ``context=``, so the copy the task would have
+  made anyway is the one ctxplane keeps (the **branch**);
+* creates tasks of :class:`JoiningTask`, a Python subclass of ``asyncio.Task`` that is its own
+  execution record (slots, no frame of its own until it needs one: the branch allocates
+  nothing but the task) and whose ``__await__``, ``result()`` and ``exception()`` **join** the
+  child's final baggage into the awaiting context, at the moment of observation. An app's own
+  task factory is kept and called with a branched context; its tasks are remembered (weakly)
+  so that the Python-level join points below still join them;
 * patches the Python-level join points that do not go through those methods in the observer:
   ``_GatheringFuture`` (gather), ``TaskGroup.__aexit__``, ``shield``, ``run_in_executor`` and
   ``to_thread`` (both return futures that join when awaited), and branches callbacks scheduled
-  with ``call_soon`` / ``call_later`` / ``call_at`` (branch only: nothing flows back).
+  with ``call_soon`` / ``call_later`` / ``call_at`` / I/O readiness (branch only: nothing
+  flows back). On asyncio's own loops that is done in ``asyncio.events.Handle.__init__``
+  (replaced by an equivalent that also branches), which every callback goes through, so a
+  task's own steps cost nothing extra; on uvloop the scheduling methods are wrapped.
+
+The subclass costs a few percent per task on its own (the C task takes slower paths for
+subclasses) and the ``__await__`` generator a few more: measured in
+``benchmarks/bench_transit.py``.
 
 Cancelled and failed children still join what they had done.
 """
@@ -25,6 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.base_events
+import asyncio.events
+import asyncio.format_helpers
 import asyncio.futures
 import asyncio.taskgroups
 import asyncio.tasks
@@ -43,6 +53,16 @@ from ..transit import context as _t
 __all__ = ["JoiningTask", "is_patched", "patch", "unpatch"]
 
 _Future = asyncio.Future
+_Task = asyncio.Task
+_task_await = _Task.__await__
+_task_result = _Task.result
+_task_exception = _Task.exception
+_get_running_loop = asyncio.events._get_running_loop
+# the running task of a loop: the dict ``asyncio.current_task`` reads (a Python function on 3.11)
+_current_tasks: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks")  # noqa: B009
+_current_task = _current_tasks.get
+_copy_context = contextvars.copy_context
+_frame_var = _t._frame
 _CTX = "_ctxplane_ctx"
 
 # Tasks made by an app's task factory: task -> (context, start frame)
@@ -51,8 +71,28 @@ _foreign: weakref.WeakKeyDictionary[asyncio.Future[Any], tuple[contextvars.Conte
 )
 
 
+def _observing() -> bool:
+    """Not inside a callback run by an event loop (see ``transit.context.observing``)."""
+    loop = _get_running_loop()
+    return loop is None or _current_task(loop) is not None
+
+
+def _lazy_task() -> JoiningTask | None:
+    """The running task, if it is one of ours (its own execution record)."""
+    loop = _get_running_loop()
+    if loop is None:
+        return None
+    task = _current_task(loop)
+    return task if type(task) is JoiningTask else None
+
+
 def _join_child(fut: Any) -> None:
-    """Join a finished child (task or future) into the current context, if it is ours."""
+    """Join a finished child (task or future) into the current context, if it is ours and
+    the running code observes."""
+    if type(fut) is JoiningTask:
+        if _observing():
+            fut._join()
+        return
     state = getattr(fut, _CTX, None)
     if state is None:
         if not _foreign:
@@ -67,32 +107,53 @@ def _join_child(fut: Any) -> None:
 
 
 class JoiningTask(asyncio.Task[Any]):
-    """An ``asyncio.Task`` that joins its final baggage into whoever observes it."""
+    """An ``asyncio.Task`` that is its own execution record and joins its final baggage into
+    whoever observes it. Made only by the patched ``create_task``."""
 
-    _ctxplane_ctx: tuple[contextvars.Context, Any] | None = None
+    __slots__ = (
+        "_cp_ctx",
+        "_cp_start",
+        "claimed",
+        "creator",
+        "escaped",
+        "folded_into",
+        "own",
+        "pending",
+    )
+    _cp_ctx: contextvars.Context
+    _cp_start: _t.Frame
+    own: bytes | None
+    creator: _t.ExecutionRecord | None
+    pending: int
+    escaped: bool
+    claimed: bool
+    folded_into: tuple[_t.ExecutionRecord, int] | None
+
+    def _join(self) -> None:
+        _t.join_execution(self, self._cp_ctx.get(_frame_var, None), self._cp_start)
 
     def __await__(self) -> Generator[Any, None, Any]:
         try:
-            return (yield from super().__await__())
+            return (yield from _task_await(self))
         finally:
             if self.done():
-                _join_child(self)
+                self._join()  # an await is always in the observer (a coroutine)
 
     __iter__ = __await__
 
     def result(self) -> Any:
         try:
-            return super().result()
+            return _task_result(self)
         finally:
-            if self.done():
-                _join_child(self)
+            if self.done() and _observing():
+                self._join()
 
     def exception(self) -> BaseException | None:
         try:
-            return super().exception()
+            return _task_exception(self)
         finally:
-            if self.done():
-                _join_child(self)
+            if self.done() and _observing():
+                self._join()
 
 
 class JoiningFuture(asyncio.Future[Any]):
@@ -168,26 +229,33 @@ def _save(owner: Any, name: str) -> Any:
 
 
 def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callable[..., Any]:
+    own_frame = _t._own_execution  # own_frame() without the extra call
+    adopt = _t.adopt
+
     def create_task(
         self: Any, coro: Any, *, name: str | None = None, context: contextvars.Context | None = None
     ) -> Any:
-        ctx, start = _t.branch_context(context)
-        factory = self.get_task_factory()
+        factory = self._task_factory if base_events else self.get_task_factory()
         if factory is None:
             if base_events:
                 self._check_closed()
-            task = JoiningTask(coro, loop=self, name=name, context=ctx)
-            task._ctxplane_ctx = (ctx, start)
-            tb = getattr(task, "_source_traceback", None)
+            f = own_frame()  # before the copy: the child inherits this frame
+            if context is None:
+                context = _copy_context()
+            else:
+                context.run(_frame_var.set, f)
+            task = JoiningTask(coro, loop=self, name=name, context=context)
+            task._cp_ctx = context
+            task._cp_start = f
+            adopt(task, f.ex)  # type: ignore[arg-type]
+            tb = task._source_traceback  # type: ignore[attr-defined]
             if base_events and tb:
                 del tb[-1]
             return task
+        ctx, start = _t.branch_context(context)
         task = original(self, coro, name=name, context=ctx)
-        if isinstance(task, JoiningTask):
-            task._ctxplane_ctx = (ctx, start)
-        else:
-            with contextlib.suppress(TypeError):
-                _foreign[task] = (ctx, start)
+        with contextlib.suppress(TypeError):
+            _foreign[task] = (ctx, start)
         return task
 
     create_task.__wrapped__ = original  # type: ignore[attr-defined]
@@ -195,16 +263,54 @@ def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callab
 
 
 def _make_call(original: Callable[..., Any]) -> Callable[..., Any]:
-    needs = _t.needs_branch
-    branch = _t.branch_context
-
     def call(self: Any, *args: Any, context: contextvars.Context | None = None) -> Any:
-        if context is None and needs():
-            context = branch()[0]
+        if context is None and _frame_var.get(None) is not None:
+            context = _copy_context()
+            _t.branch_callback_context(context)
         return original(self, *args, context=context)
 
     call.__wrapped__ = original  # type: ignore[attr-defined]
     return call
+
+
+_extract_stack = asyncio.format_helpers.extract_stack
+_branch_callback = _t.branch_callback_context
+
+
+def _handle_init(
+    self: Any, callback: Any, args: Any, loop: Any, context: contextvars.Context | None = None
+) -> None:
+    # ``asyncio.events.Handle.__init__`` with the branch: a callback scheduled without a
+    # context runs in a copy of the scheduler's context, which gets an execution of its own.
+    if context is None:
+        context = _copy_context()
+        if context.get(_frame_var, None) is not None:
+            _branch_callback(context)
+    self._context = context
+    self._loop = loop
+    self._callback = callback
+    self._args = args
+    self._cancelled = False
+    self._repr = None
+    if loop.get_debug():
+        self._source_traceback = _extract_stack(sys._getframe(1))
+    else:
+        self._source_traceback = None
+
+
+def _handle_init_replaceable() -> bool:
+    # Replace Handle.__init__ only if it is the one this replacement mirrors.
+    init = asyncio.events.Handle.__init__
+    code = getattr(init, "__code__", None)
+    if code is None:
+        return False
+    return code.co_varnames[:5] == ("self", "callback", "args", "loop", "context") and set(
+        code.co_names
+    ) <= {
+        "contextvars", "copy_context", "_context", "_loop", "_callback", "_args", "_cancelled",
+        "_repr", "get_debug", "format_helpers", "extract_stack", "sys", "_getframe",
+        "_source_traceback",
+    }
 
 
 def _in_other_process(self: Any, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
@@ -266,7 +372,10 @@ def _gathering_await(self: Any) -> Generator[Any, None, Any]:
     finally:
         if self.done():
             for child in getattr(self, "_children", ()):
-                _join_child(child)
+                if type(child) is JoiningTask:
+                    child._join()  # an await is always in the observer
+                else:
+                    _join_child(child)
 
 
 def _gathering_result(self: Any) -> Any:
@@ -311,6 +420,9 @@ def _set(owner: Any, name: str, value: Any) -> None:
 
 def _patch_loop_class(cls: Any, base_events: bool) -> None:
     _set(cls, "create_task", _make_create_task(_save(cls, "create_task"), base_events))
+    if base_events and _handle_init_replaceable():
+        _set(asyncio.events.Handle, "__init__", _handle_init)
+        return
     for name in ("call_soon", "call_later", "call_at", "call_soon_threadsafe"):
         if hasattr(cls, name):
             _set(cls, name, _make_call(_save(cls, name)))
@@ -337,6 +449,8 @@ def patch() -> None:
     uvloop = sys.modules.get("uvloop")
     if uvloop is not None:
         patch_uvloop(uvloop)
+    _t.set_task_lookup(_lazy_task)
+    _t.set_observing(_observing)
     _patched = True
 
 
@@ -354,6 +468,9 @@ def unpatch() -> None:
     for (owner, name), original in list(_originals.items()):
         setattr(owner, name, original)
     _originals.clear()
+    if _patched:
+        # Tasks made while patched stay their own execution records until they end.
+        _t.set_observing(None)
     _patched = False
 
 

@@ -17,6 +17,14 @@ Rules the patches rely on:
   increment, so concurrent branches never share a component and joins (per-component maximum)
   never double-count. A forked process renews its identity.
 
+Executions are records, not objects the user sees: an :class:`Execution` for a thread, a
+pool task, a callback, a server handler; for an asyncio task created by the asyncio patch, the
+task object itself (it carries the same fields, :class:`ExecutionRecord`), so that a branch
+at ``create_task`` allocates nothing but the task and a join of a task that changed nothing
+touches no frame. Such a task does not get a frame of its own at the branch: it inherits its
+creator's frame, and :func:`current_execution` recognises it (the frame names the task's
+creator, and the running task is that child) - see ``set_task_lookup``.
+
 Compaction (keeping counters to a bounded number of components under structured concurrency):
 a join *folds* the child's own component into the observer's own component - the count moves,
 the child's component disappears - only when all of these hold:
@@ -41,9 +49,9 @@ import contextvars
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..baggage import Bag, Baggage, BaggageError
 from ..baggage import counters as _counters
@@ -52,20 +60,39 @@ from ..baggage.lexvarint import decode_unsigned_reverse
 
 __all__ = [
     "Execution",
+    "ExecutionRecord",
     "Frame",
+    "adopt",
     "branch",
+    "branch_callback_context",
     "branch_context",
     "current",
+    "current_execution",
     "deserialize",
     "join",
     "join_context",
+    "join_execution",
     "new_execution",
+    "own_frame",
     "serialize",
     "set_current",
+    "set_observing",
+    "set_task_lookup",
     "use",
 ]
 
 B = TypeVar("B", bound=Bag)
+
+
+class ExecutionRecord(Protocol):
+    """What the compaction rule keeps per execution (an :class:`Execution` or a task)."""
+
+    own: bytes | None
+    creator: ExecutionRecord | None
+    pending: int
+    escaped: bool
+    claimed: bool
+    folded_into: tuple[ExecutionRecord, int] | None
 
 
 class Execution:
@@ -74,13 +101,13 @@ class Execution:
 
     __slots__ = ("claimed", "creator", "escaped", "folded_into", "own", "pending")
 
-    def __init__(self, creator: Execution | None = None) -> None:
+    def __init__(self, creator: ExecutionRecord | None = None) -> None:
         self.own: bytes | None = None
         self.creator = creator
         self.pending = 0  # children branched and not yet observed by this execution
         self.escaped = False  # copies of this execution's components may reach others
         self.claimed = False  # observed at least once
-        self.folded_into: tuple[Execution, int] | None = None
+        self.folded_into: tuple[ExecutionRecord, int] | None = None
 
 
 class Frame:
@@ -88,7 +115,7 @@ class Frame:
 
     __slots__ = ("baggage", "ex")
 
-    def __init__(self, baggage: Baggage, ex: Execution | None = None) -> None:
+    def __init__(self, baggage: Baggage, ex: ExecutionRecord | None = None) -> None:
         self.baggage = baggage
         self.ex = ex
 
@@ -178,21 +205,68 @@ def deserialize(data: bytes) -> Baggage:
 
 # -- primitives for patches ---------------------------------------------------------------
 
+# Returns the running task if it is an execution record of its own (a task made by the asyncio
+# patch), else None. Installed by that patch: this module does not import asyncio.
+_task_lookup: Callable[[], Any] | None = None
+
+
+def set_task_lookup(lookup: Callable[[], Any] | None) -> None:
+    """Install (or remove, with None) the function naming the running lazy task execution."""
+    global _task_lookup
+    _task_lookup = lookup
+
+
+def _exec_of(f: Frame) -> ExecutionRecord | None:
+    # The execution the running code belongs to: the frame's, unless the running task is a
+    # lazy child whose frame is still (a descendant of) the one inherited from its creator.
+    ex = f.ex
+    lookup = _task_lookup
+    if lookup is not None:
+        t = lookup()
+        if t is not None and (ex is t or ex is t.creator):
+            return t  # type: ignore[no-any-return]
+    return ex
+
+
+def current_execution() -> ExecutionRecord | None:
+    """The execution record of the running code (None before anything branched)."""
+    return _exec_of(_get(_EMPTY_FRAME))
+
 
 def _own_execution() -> Frame:
+    # The current frame, made to name the running execution (created if there is none).
     f = _get(_EMPTY_FRAME)
-    if f.ex is None:
-        f = Frame(f.baggage, Execution())
-        _set(f)
+    ex = f.ex
+    lookup = _task_lookup
+    if lookup is not None:
+        t = lookup()
+        if t is not None:
+            if ex is t:
+                return f
+            if ex is t.creator:
+                ex = t
+    if ex is None:
+        ex = Execution()
+    elif ex is f.ex:
+        return f
+    f = Frame(f.baggage, ex)
+    _set(f)
     return f
+
+
+def own_frame() -> Frame:
+    """The current frame, made to name the running execution (one is created for code that
+    has none yet). A parent calls this before it copies its context for a lazy child."""
+    return _own_execution()
 
 
 def branch_context(ctx: contextvars.Context | None = None) -> tuple[contextvars.Context, Frame]:
     """A context for a new execution: a copy of the current one (or ``ctx`` itself) holding
     the child's frame. Returns the context and that frame (the join needs it back)."""
-    parent = _own_execution().ex
+    f = _own_execution()
+    parent = f.ex
     assert parent is not None
-    child = Frame(_get(_EMPTY_FRAME).baggage, Execution(parent))
+    child = Frame(f.baggage, Execution(parent))
     parent.pending += 1
     if ctx is None:
         ctx = contextvars.copy_context()
@@ -200,9 +274,46 @@ def branch_context(ctx: contextvars.Context | None = None) -> tuple[contextvars.
     return ctx, child
 
 
+def branch_callback_context(ctx: contextvars.Context) -> None:
+    """Give a callback's context (a copy made for it) an execution of its own.
+
+    Callbacks branch only: nothing they do is ever joined back, so they do not count as
+    pending children of the scheduler (which would keep it from ever being folded). The
+    creator link is kept, so that stale copies of folded components that a callback passes
+    on in-band are still redirected."""
+    f = ctx.get(_frame, None)
+    if f is None:
+        return
+    parent = _exec_of(f)
+    ctx.run(_set, Frame(f.baggage, Execution(parent)))
+
+
+def adopt(child: ExecutionRecord, parent: ExecutionRecord) -> None:
+    """Make ``child`` (a task that is its own execution record) a fresh execution branched by
+    ``parent`` (the ``ex`` of :func:`own_frame`). The child inherits the parent's frame."""
+    child.own = None
+    child.creator = parent
+    child.pending = 0
+    child.escaped = False
+    child.claimed = False
+    child.folded_into = None
+    parent.pending += 1
+
+
 def needs_branch() -> bool:
     """Whether the current execution has anything a child must not share (fast path test)."""
     return _get(_EMPTY_FRAME) is not _EMPTY_FRAME
+
+
+# Whether the running code can observe a child (installed by the asyncio patch): False inside
+# a callback run by an event loop. Without asyncio everything observes.
+_observing: Callable[[], bool] | None = None
+
+
+def set_observing(check: Callable[[], bool] | None) -> None:
+    """Install (or remove) the test used by :func:`observing`."""
+    global _observing
+    _observing = check
 
 
 def observing() -> bool:
@@ -212,6 +323,9 @@ def observing() -> bool:
     shield, wrap_future...); a join there would land in a throw-away context copy and, worse,
     claim the child's first observation. Joins happen in the task (or thread) that observes.
     """
+    check = _observing
+    if check is not None:
+        return check()
     aio = sys.modules.get("asyncio")
     if aio is None:
         return True
@@ -219,14 +333,14 @@ def observing() -> bool:
     return loop is None or aio.tasks.current_task(loop) is not None
 
 
-def _escape(ex: Execution | None) -> None:
+def _escape(ex: ExecutionRecord | None) -> None:
     """Copies of ``ex``'s components (and its creators') may now reach others: never fold."""
     while ex is not None and not ex.escaped:
         ex.escaped = True
         ex = ex.creator
 
 
-def _resolve(ex: Execution) -> tuple[Execution, int] | None:
+def _resolve(ex: ExecutionRecord) -> tuple[ExecutionRecord, int] | None:
     """Where a folded execution's count lives now: the last execution of its fold chain."""
     target = ex.folded_into
     while target is not None and target[0].folded_into is not None:
@@ -234,7 +348,7 @@ def _resolve(ex: Execution) -> tuple[Execution, int] | None:
     return target
 
 
-def _redirect(b: Baggage, ex: Execution | None) -> Baggage:
+def _redirect(b: Baggage, ex: ExecutionRecord | None) -> Baggage:
     # A stale copy of a folded component becomes the component it was folded into.
     while ex is not None:
         if ex.own is not None and ex.folded_into is not None:
@@ -247,7 +361,8 @@ def _redirect(b: Baggage, ex: Execution | None) -> Baggage:
 
 def join_context(ctx: contextvars.Context, start: Frame | None = None) -> None:
     """Join the final baggage of a finished child context into the current execution (the
-    observer's), at the moment of observation.
+    observer's), at the moment of observation. ``start`` is the frame
+    :func:`branch_context` returned; the child's execution is the one it names.
 
     Compaction rule (the only place a count moves between components): the child's own
     component is folded into the observer's own component when the observer is the child's
@@ -261,12 +376,19 @@ def join_context(ctx: contextvars.Context, start: Frame | None = None) -> None:
     if end is None or not observing():
         return
     cex = start.ex if start is not None else end.ex
-    f = _get(_EMPTY_FRAME)
     if cex is None:
         if end is not start:
-            _merge(f, end.baggage)
+            _merge(_get(_EMPTY_FRAME), end.baggage)
         return
-    observer = f.ex
+    join_execution(cex, end, start)
+
+
+def join_execution(cex: ExecutionRecord, end: Frame | None, start: Frame | None) -> None:
+    """Join child execution ``cex``, which started from frame ``start`` and ended with frame
+    ``end``, into the running execution (see :func:`join_context` for the rule). The caller
+    has checked that the running code observes (:func:`observing`)."""
+    f = _get(_EMPTY_FRAME)
+    observer = _exec_of(f)
     with _lock:
         first = not cex.claimed
         cex.claimed = True
@@ -282,18 +404,19 @@ def join_context(ctx: contextvars.Context, start: Frame | None = None) -> None:
             and cex.own is not None
             and cex.folded_into is None
         )
-    if end is start:
+    if end is start or end is None:
         return
     b = end.baggage
     if not fold:
         if not first or not by_creator:
             b = _redirect(b, cex)
-        _merge(_get(_EMPTY_FRAME), b)
+        _merge(f, b)
         return
     f = _own_execution()
     ex = f.ex
     assert ex is not None and cex.own is not None
     own = _own_component()
+    f = _get(_EMPTY_FRAME)
     joined = f.baggage.join(b) if b is not f.baggage else f.baggage
     folded = _counters.fold_component(joined, cex.own, own)
     with _lock:
@@ -334,7 +457,7 @@ def _own_component() -> bytes:
 
 def _renew_after_fork() -> None:
     f = _get(_EMPTY_FRAME)
-    if f.ex is not None:
+    if f.ex is not None or _task_lookup is not None:
         _set(Frame(f.baggage, Execution()))
 
 
