@@ -126,7 +126,7 @@ def parse_nodes(
 class Field:
     """A numbered field of a bag: a descriptor reading the bag's value or the type's default."""
 
-    __slots__ = ("header_payload", "name", "number", "type")
+    __slots__ = ("header_payload", "headers", "name", "number", "type")
 
     def __init__(self, number: int, type: FieldType[Any] | type) -> None:
         if not 0 <= number <= 0xFFFFFFFF:
@@ -135,6 +135,10 @@ class Field:
         self.type: FieldType[Any] = as_type(type)
         self.name = ""
         self.header_payload = encode_unsigned(number)
+        # the field's header atom at each level, as written
+        self.headers = tuple(
+            bytes((header_prefix(level),)) + self.header_payload for level in range(MAX_LEVEL + 1)
+        )
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -175,6 +179,7 @@ class Bag:
     _by_name: ClassVar[dict[str, Field]] = {}
     _by_header: ClassVar[dict[bytes, Field]] = {}
     bag_index: ClassVar[int | None] = None
+    _bag_header: ClassVar[bytes | None] = None  # the level-0 header atom at ``bag_index``
     _field_type: ClassVar[BagType | None] = None
     _bag_fields: ClassVar[tuple[Field, ...]] = ()
 
@@ -258,12 +263,26 @@ class Bag:
 
     def replace(self, **changes: Any) -> Any:
         """A copy with the given fields changed (``None`` unsets a field)."""
-        new = type(self)(**changes)
-        merged = {k: v for k, v in self._values.items() if k not in changes}
-        merged.update(new._values)
-        object.__setattr__(new, "_values", merged)
-        object.__setattr__(new, "_unknown", self._unknown)
-        object.__setattr__(new, "_overflowed", self._overflowed)
+        cls = type(self)
+        by_name = self._by_name
+        values = dict(self._values)
+        for name, v in changes.items():
+            f = by_name.get(name)
+            if f is None:
+                raise TypeError(f"{cls.__name__} has no field {name!r}")
+            if v is not None:
+                v = f.type.validate(v)
+                if not f.type.is_empty(v):
+                    values[name] = v
+                    continue
+            values.pop(name, None)
+        new = cls.__new__(cls)
+        set_ = object.__setattr__
+        set_(new, "_values", values)
+        set_(new, "_unknown", self._unknown)
+        set_(new, "_overflowed", self._overflowed)
+        set_(new, "_atoms", None)
+        set_(new, "_hash", None)
         return new
 
     # -- atoms -----------------------------------------------------------------------------
@@ -273,14 +292,14 @@ class Bag:
             raise ValueError(f"bags nest at most {MAX_LEVEL + 1} levels")
         if self._overflowed:
             out.append(OVERFLOW_MARKER)
-        prefix = bytes((header_prefix(level),))
         start = len(out)
+        values = self._values
         for f in self._fields:
-            v = self._values.get(f.name)
+            v = values.get(f.name)
             if v is None:
                 continue
             mark = len(out)
-            out.append(prefix + f.header_payload)
+            out.append(f.headers[level])
             f.type.write(v, level + 1, out)
             if len(out) == mark + 1:
                 del out[mark]
@@ -571,6 +590,7 @@ def register(cls: type[Bag], index: int) -> None:
     if not 0 <= index <= 0xFFFFFFFF:
         raise ValueError(f"bag index {index} is not an unsigned 32-bit index")
     type.__setattr__(cls, "bag_index", index)
+    type.__setattr__(cls, "_bag_header", bytes((header_prefix(0),)) + encode_unsigned(index))
     _REGISTRY[index] = cls
 
 

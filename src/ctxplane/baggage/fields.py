@@ -676,7 +676,9 @@ class Counter(int):
         raise AttributeError("Counter is immutable")
 
     def __add__(self, n: int) -> int:
-        if isinstance(n, Counter) or not isinstance(n, int) or isinstance(n, bool):
+        if type(n) is not int and (
+            isinstance(n, Counter) or not isinstance(n, int) or isinstance(n, bool)
+        ):
             return int(self) + n
         return self.increment(n)
 
@@ -690,8 +692,13 @@ class Counter(int):
             return self
         key = component if component is not None else component_id()
         comps = dict(self.components)
-        comps[key] = comps.get(key, 0) + n
-        return Counter(comps)
+        v = comps[key] = comps.get(key, 0) + n
+        if type(v) is not int or v > _U64:
+            return Counter(comps)  # validates: raises
+        # the components were valid and one grew by an int: skip Counter's validation
+        c = int.__new__(Counter, int(self) + n)
+        c.__dict__["components"] = comps
+        return c
 
     def join(self, other: Counter) -> Counter:
         """Per-component maximum."""
@@ -731,6 +738,10 @@ class Counter(int):
         return (Counter, (dict(self.components),))
 
 
+_KEYED_PREFIX = tuple(bytes((header_prefix(level, keyed=True),)) for level in range(16))
+_REVERSE_SMALL = tuple(b"\x00" + encode_unsigned_reverse(v) for v in range(128))
+
+
 class CounterType(FieldType[Counter]):
     """``counter``: a keyed child per component holding its reverse-lexvarint count."""
 
@@ -746,10 +757,10 @@ class CounterType(FieldType[Counter]):
         return not value.components
 
     def write(self, value: Counter, level: int, out: list[bytes]) -> None:
-        prefix = bytes((header_prefix(level, keyed=True),))
+        prefix = _KEYED_PREFIX[level] if level < 16 else bytes((header_prefix(level, keyed=True),))
         for k, v in sorted(value.components.items()):
             out.append(prefix + k)
-            out.append(b"\x00" + encode_unsigned_reverse(v))
+            out.append(_REVERSE_SMALL[v] if v < 128 else b"\x00" + encode_unsigned_reverse(v))
 
     def read(self, node: _Node) -> Counter:
         comps: dict[bytes, int] = {}

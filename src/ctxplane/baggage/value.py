@@ -14,21 +14,22 @@ from typing import Any, TypeVar
 
 from . import atoms as _atoms
 from .bags import Bag, first_marker, parse_nodes, registered_bags
-from .lexvarint import encode_unsigned
-from .protocol import header_level, header_prefix
+from .protocol import header_level
 
 __all__ = ["Baggage"]
 
 B = TypeVar("B", bound=Bag)
 
-_LEVEL0_INDEXED = header_prefix(0)
 _NOT_READ = object()
+# Every level-0 header atom is >= this and most atoms that are not one are below it: a C-level
+# comparison finds the candidates, one bit test per candidate confirms them.
+_F8 = b"\xf8"
 
 
 class Baggage:
     """An immutable baggage value: atoms, lazily parsed bags, cached bytes."""
 
-    __slots__ = ("__weakref__", "_atoms", "_bags", "_bytes", "_marker", "_segments")
+    __slots__ = ("__weakref__", "_atoms", "_bags", "_bytes", "_heads", "_marker", "_segments")
 
     _EMPTY: Baggage | None = None
 
@@ -37,6 +38,7 @@ class Baggage:
         self._bytes: bytes | None = None if self._atoms else b""
         self._bags: dict[type[Bag], Bag | None] | None = None
         self._segments: dict[bytes, tuple[int, int]] | None = None
+        self._heads: list[int] | None = None
         self._marker = -2
 
     # -- construction ----------------------------------------------------------------------
@@ -84,19 +86,32 @@ class Baggage:
     def __bytes__(self) -> bytes:
         return self.to_bytes()
 
+    def _level0(self) -> list[int]:
+        """Positions of the level-0 header atoms, then ``len(atoms)``; a leading ``-1`` marks
+        atoms that are not plain level-0 segments (see :func:`_segment_merge`)."""
+        heads = self._heads
+        if heads is None:
+            atoms = self._atoms
+            heads = [i for i, a in enumerate(atoms) if a >= _F8]
+            if not all(atoms[i][0] & 0xFA == 0xF8 for i in heads):
+                heads = [i for i in heads if atoms[i][0] & 0xFA == 0xF8]
+                heads.insert(0, -1)
+            elif atoms and (not heads or heads[0]):
+                heads.insert(0, -1)
+            heads.append(len(atoms))
+            self._heads = heads
+        return heads
+
     def _index(self) -> dict[bytes, tuple[int, int]]:
         segs = self._segments
         if segs is None:
             segs = {}
-            start = -1
-            key = b""
-            for i, atom in enumerate(self._atoms):
-                if atom and atom[0] >= 0x80 and header_level(atom) == 0:
-                    if start >= 0 and key not in segs:
-                        segs[key] = (start, i)
-                    start, key = i, atom
-            if start >= 0 and key not in segs:
-                segs[key] = (start, len(self._atoms))
+            atoms = self._atoms
+            heads = self._level0()
+            for k in range(1 if heads[0] < 0 else 0, len(heads) - 1):
+                key = atoms[heads[k]]
+                if key not in segs:
+                    segs[key] = (heads[k], heads[k + 1])
             self._segments = segs
         return segs
 
@@ -119,12 +134,12 @@ class Baggage:
         return bag
 
     def _read(self, cls: type[B]) -> B | None:
-        index = cls.bag_index
-        if index is None:
+        header = cls._bag_header
+        if header is None:
             raise TypeError(f"{cls.__name__} is not registered at a bag index")
-        if not self._atoms:
-            return None
-        header = bytes((_LEVEL0_INDEXED,)) + encode_unsigned(index)
+        atoms = self._atoms
+        if self._segments is None and header not in atoms:
+            return None  # absent: a C-level scan, no index
         seg = self._index().get(header)
         if seg is None:
             return None
@@ -197,29 +212,52 @@ class Baggage:
     def with_bag(self, bag: Bag) -> Baggage:
         """A copy with ``bag`` as the bag of its class (an empty bag removes it)."""
         cls = type(bag)
-        index = cls.bag_index
-        if index is None:
+        header = cls._bag_header
+        if header is None:
             raise TypeError(f"{cls.__name__} is not registered at a bag index")
         if self._bags is not None and self._bags.get(cls, _NOT_READ) is bag:
             return self
-        header = bytes((_LEVEL0_INDEXED,)) + encode_unsigned(index)
         content = () if bag.is_empty() else bag.atoms(1)
         segs = self._index()
         atoms = self._atoms
-        if header in segs and self._has_duplicate(header, segs[header][1]):
+        seg = segs.get(header)
+        if seg is not None and self._has_duplicate(header, seg[1]):
             drop = {i for s, e in self._all_segments(header) for i in range(s, e)}
             atoms = tuple(a for i, a in enumerate(atoms) if i not in drop)
-            start = end = _insertion_point(atoms, header)
-        elif header in segs:
-            start, end = segs[header]
+            at = _insertion_point(atoms, header)
+            new_atoms = (*atoms[:at], header, *content, *atoms[at:]) if content else (
+                *atoms[:at], *atoms[at:]
+            )
+            result = Baggage(new_atoms)
+        elif seg is not None:
+            result = self._splice(seg[0], seg[1], (header, *content) if content else ())
         else:
-            start = end = _insertion_point(atoms, header)
-        new_atoms = (*atoms[:start], header, *content, *atoms[end:]) if content else (
-            *atoms[:start], *atoms[end:]
-        )
-        result = Baggage(new_atoms)
+            at = self._insertion(header)
+            result = self._splice(at, at, (header, *content)) if content else self
+            if result is self:
+                return self
         result._bags = {cls: bag if content else None}
         return result
+
+    def _insertion(self, header: bytes) -> int:
+        """Where the segment of level-0 ``header`` (absent) goes to keep the atoms sorted:
+        at the first level-0 header after it (a repeated header starts later than its first
+        copy, so the first copies decide)."""
+        at = len(self._atoms)
+        for key, (s, _) in self._index().items():
+            if s < at and key > header:
+                at = s
+        return at
+
+    def _splice(self, start: int, end: int, seg: tuple[bytes, ...]) -> Baggage:
+        """A copy with ``atoms[start:end]`` replaced by ``seg``."""
+        atoms = self._atoms
+        return Baggage(atoms[:start] + seg + atoms[end:])
+
+    def _insert_segment(self, seg: tuple[bytes, ...]) -> Baggage:
+        """A copy with the level-0 segment ``seg`` (whose header is absent) inserted in order."""
+        at = self._insertion(seg[0])
+        return self._splice(at, at, seg)
 
     def without(self, cls: type[Bag]) -> Baggage:
         """A copy without the bag of class ``cls``."""
@@ -229,6 +267,22 @@ class Baggage:
         """The join: the lexicographic merge of the atoms of every value (two-way rule for one
         other value, N-way rule for more). Joins with self, the empty value, or values that add
         nothing return an existing object."""
+        if len(others) == 1:
+            o = others[0]
+            if o is None or o is self or not o._atoms:
+                return self
+            if not self._atoms:
+                return o
+            key = (id(self), id(o))
+            hit = _joins.get(key)
+            if hit is not None and hit[0] is self and hit[1] is o:
+                return hit[2]
+            merged = _segment_merge(self, o)
+            result = self if merged == self._atoms else o if merged == o._atoms else Baggage(merged)
+            if len(_joins) >= _JOIN_CACHE_SIZE:
+                _joins.clear()
+            _joins[key] = (self, o, result)
+            return result
         lists: list[Baggage] = [self]
         for o in others:
             if o is None or not o._atoms or any(o is x for x in lists):
@@ -280,3 +334,52 @@ def _insertion_point(atoms: Sequence[bytes], header: bytes) -> int:
         if atom and header_level(atom) == 0 and atom > header:
             return i
     return len(atoms)
+
+
+# Recent two-way joins by operand identity: the same caller baggage joins the same returned
+# value again and again (a decoded response is one shared object). Values are immutable, so a
+# hit whose operands are still those objects is exact. Bounded: cleared when full.
+_JOIN_CACHE_SIZE = 64
+_joins: dict[tuple[int, int], tuple[Baggage, Baggage, Baggage]] = {}
+
+
+def _segment_merge(x: Baggage, y: Baggage) -> tuple[bytes, ...]:
+    """The two-way merge of ``x`` and ``y``'s atoms, a level-0 segment at a time.
+
+    When both are plain level-0 segments (each a level-0 header followed by atoms that sort
+    before every level-0 header), the atom walk never interleaves two segments: a segment whose
+    header sorts first is emitted whole, and segments with equal headers merge their contents.
+    So whole segments are copied as slices and only the contents of shared bags are walked.
+    Anything else takes the atom walk.
+    """
+    a, b = x._atoms, y._atoms
+    ha, hb = x._level0(), y._level0()
+    if ha[0] < 0 or hb[0] < 0:
+        return _atoms.merge(a, b)
+    out: list[bytes] = []
+    i = j = 0
+    na, nb = len(ha) - 1, len(hb) - 1
+    while i < na and j < nb:
+        p, q = ha[i], hb[j]
+        u, v = a[p], b[q]
+        if u < v:
+            i += 1
+            while i < na and a[ha[i]] < v:
+                i += 1
+            out.extend(a[p : ha[i]])
+        elif v < u:
+            j += 1
+            while j < nb and b[hb[j]] < u:
+                j += 1
+            out.extend(b[q : hb[j]])
+        else:
+            i += 1
+            j += 1
+            ca, cb = a[p + 1 : ha[i]], b[q + 1 : hb[j]]
+            out.append(u)
+            out.extend(ca if ca == cb else _atoms.merge(ca, cb))
+    if i < na:
+        out.extend(a[ha[i] :])
+    elif j < nb:
+        out.extend(b[hb[j] :])
+    return tuple(out)

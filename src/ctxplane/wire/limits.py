@@ -111,17 +111,14 @@ def reset_rejections() -> None:
 
 def _check_atoms(atoms: tuple[bytes, ...]) -> str | None:
     for atom in atoms:
-        if not atom:
+        if atom < b"\x01":  # a data atom (prefix 0x00) or the overflow marker
             continue
         p = atom[0]
-        if p == 0:
-            continue
-        if header_level(atom) < 0:
+        if p < 0x80 or p & 0x02:
             return f"unknown prefix {p:#04x}"
-        if not p & 0x04:  # indexed header: its index must decode
-            try:
-                decode_unsigned(atom, 1)
-            except BaggageError:
+        if not p & 0x04:  # indexed header: its index (an unsigned lexvarint) must decode
+            n = len(atom)
+            if n < 2 or (atom[1] >= 0x80 and n < 10 - (atom[1] ^ 0xFF).bit_length()):
                 return "truncated index in a bag header"
     return None
 

@@ -179,10 +179,9 @@ _LEN8 = encode_unsigned(8)
 
 def _segment(atoms: tuple[bytes, ...]) -> tuple[int, int] | None:
     """Start and end of the (first) TraceContextBag segment; None if absent."""
-    try:
-        i = atoms.index(_TC_HEADER)
-    except ValueError:
+    if _TC_HEADER not in atoms:
         return None
+    i = atoms.index(_TC_HEADER)
     j = i + 1
     n = len(atoms)
     while j < n:
@@ -329,44 +328,37 @@ def inbound(
         return _inbound_typed(baggage, traceparent, tracestate, members)
     # The common case, built at the atom level (the typed path costs several times more and
     # this runs for every request): the bag header, the trace field header, the struct atom.
-    ts = format_tracestate(tracestate).encode() if tracestate else b""
-    payload = b"".join(
-        (
-            _LEN16,
-            bytes.fromhex(traceparent.trace_id),
-            _LEN8,
-            bytes.fromhex(traceparent.parent_id),
-            encode_unsigned(traceparent.flags & 0xFF),
-            encode_unsigned(len(ts)),
-            ts,
-        )
+    return baggage._insert_segment(
+        _trace_segment(traceparent.trace_id, traceparent.parent_id, traceparent.flags, tracestate)
     )
-    seg = (_TC_HEADER, _TRACE_FIELD, b"\x00" + payload)
-    if not atoms:
-        return Baggage(seg)
-    at = _insertion_point(baggage)
-    return Baggage(atoms[:at] + seg + atoms[at:])
 
 
-# Where the trace context goes, by Baggage identity: inbound baggage decoded from the same
-# header value is one shared object (see the aiohttp patch's decode cache).
-_positions: dict[int, tuple[Baggage, int]] = {}
-
-
-def _insertion_point(baggage: Baggage) -> int:
-    hit = _positions.get(id(baggage))
-    if hit is not None and hit[0] is baggage:
-        return hit[1]
-    atoms = baggage.atoms
-    at = len(atoms)
-    for i, a in enumerate(atoms):
-        if a and (a[0] & 0xFA) == 0xF8 and a > _TC_HEADER:
-            at = i
-            break
-    if len(_positions) >= 64:
-        _positions.clear()
-    _positions[id(baggage)] = (baggage, at)
-    return at
+def _trace_segment(
+    trace_id: str, parent_id: str, flags: int, tracestate: TraceState = ()
+) -> tuple[bytes, ...]:
+    """The TraceContextBag atoms of a trace context without W3C members (hex ids as parsed:
+    32 and 16 lowercase hex digits): the bag header, the trace field header, the struct atom
+    (data prefix, then the TraceInfo members: id lengths and bytes, flags, tracestate)."""
+    ts = format_tracestate(tracestate).encode() if tracestate else b""
+    flags &= 0xFF
+    struct = b""
+    if flags < 0x80 and not ts and len(trace_id) == 32 and len(parent_id) == 16:
+        # one hex parse for the whole atom (29 bytes unless the ids held whitespace)
+        struct = bytes.fromhex(f"0010{trace_id}08{parent_id}{flags:02x}00")
+    if len(struct) != 29:
+        struct = b"".join(
+            (
+                b"\x00",
+                _LEN16,
+                bytes.fromhex(trace_id),
+                _LEN8,
+                bytes.fromhex(parent_id),
+                encode_unsigned(flags),
+                encode_unsigned(len(ts)),
+                ts,
+            )
+        )
+    return (_TC_HEADER, _TRACE_FIELD, struct)
 
 
 def _inbound_typed(
