@@ -93,10 +93,13 @@ class Baggage:
         if heads is None:
             atoms = self._atoms
             heads = [i for i, a in enumerate(atoms) if a >= _F8]
-            if not all(atoms[i][0] & 0xFA == 0xF8 for i in heads):
-                heads = [i for i in heads if atoms[i][0] & 0xFA == 0xF8]
-                heads.insert(0, -1)
-            elif atoms and (not heads or heads[0]):
+            plain = not atoms or (bool(heads) and heads[0] == 0)
+            for i in heads:
+                if atoms[i][0] & 0xFA != 0xF8:  # 0xFA, 0xFB, 0xFE, 0xFF: not a header
+                    heads = [i for i in heads if atoms[i][0] & 0xFA == 0xF8]
+                    plain = False
+                    break
+            if not plain:
                 heads.insert(0, -1)
             heads.append(len(atoms))
             self._heads = heads

@@ -93,7 +93,6 @@ from ..wire.w3c import (
     BAGGAGE,
     TRACEPARENT,
     TRACESTATE,
-    TraceParent,
     format_tracestate,
     parse_baggage,
     parse_traceparent,
@@ -373,17 +372,19 @@ _ZERO_TRACE = "0" * 32
 _ZERO_PARENT = "0" * 16
 
 
-def _parse_traceparent(values: list[str]) -> TraceParent | None:
-    """:func:`~ctxplane.wire.w3c.parse_traceparent`, with a fast path for the usual form (one
-    version-00 field, nothing around it); anything else goes through the full parser."""
+def _parse_traceparent(values: list[str]) -> tuple[str, str, int] | None:
+    """:func:`~ctxplane.wire.w3c.parse_traceparent` as ``(trace_id, parent_id, flags)``, with a
+    fast path for the usual form (one version-00 field, nothing around it); anything else
+    goes through the full parser."""
     if len(values) == 1:
         m = _COMMON_TRACEPARENT.fullmatch(values[0])
         if m is not None:
             tid, pid, flags = m.groups()
             if tid != _ZERO_TRACE and pid != _ZERO_PARENT:
-                return TraceParent(tid, pid, int(flags, 16))
+                return tid, pid, int(flags, 16)
             return None
-    return parse_traceparent(values)
+    tp = parse_traceparent(values)
+    return None if tp is None else (tp.trace_id, tp.parent_id, tp.flags)
 
 
 def _inbound(headers: Any, s: _Settings) -> Baggage:
@@ -408,7 +409,9 @@ def _inbound(headers: Any, s: _Settings) -> Baggage:
         bgv = headers.getall(BAGGAGE, ())
         if bgv:
             members = parse_baggage(bgv)
-    return _tc.inbound(b0, tp, ts, members)
+    if tp is None:
+        return _tc.inbound(b0, None, (), members)
+    return _tc.inbound_ids(b0, tp[0], tp[1], tp[2], ts, members)
 
 
 async def _serve(

@@ -112,7 +112,7 @@ _max_out: int = _limits.DEFAULT_MAX_BAGGAGE_BYTES
 
 
 def _configure() -> None:
-    global _key, _policy, _max_out, _enc, _aio_enc
+    global _key, _policy, _max_out, _aio_enc
     from ..config import load
 
     cfg = load()
@@ -125,7 +125,7 @@ def _configure() -> None:
     )
     _max_out = cfg.max_baggage_bytes
     _decoded.clear()
-    _enc = (None, None, None)
+    _enc.clear()
     _aio_enc = (None, None, None)
 
 
@@ -148,22 +148,22 @@ def _current() -> Baggage:
 
 # -- encoding and decoding ------------------------------------------------------------------
 
-# The last encoded baggage (identity), its metadata value and the metadata tuple with it.
-_enc: tuple[Baggage | None, bytes | None, tuple[tuple[str, bytes], ...] | None] = (
-    None,
-    None,
-    None,
-)
+# Recently encoded baggage by identity: id -> (baggage, metadata value, metadata tuple). More
+# than one entry: a process that is both client and server alternates between the value it
+# sends and the value its handlers return. Bounded: cleared when full.
+_ENCODE_CACHE_ENTRIES = 64
+_enc: dict[int, tuple[Baggage, bytes | None, tuple[tuple[str, bytes], ...] | None]] = {}
 
 
 def _encoded(b: Baggage) -> tuple[bytes | None, tuple[tuple[str, bytes], ...] | None]:
-    global _enc
-    c = _enc
-    if c[0] is b:
+    c = _enc.get(id(b))
+    if c is not None and c[0] is b:
         return c[1], c[2]
     value = encode_metadata(b, _max_out)
     pair = None if value is None else ((_key, value),)
-    _enc = (b, value, pair)
+    if len(_enc) >= _ENCODE_CACHE_ENTRIES:
+        _enc.clear()
+    _enc[id(b)] = (b, value, pair)
     return value, pair
 
 

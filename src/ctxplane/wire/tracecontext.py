@@ -71,6 +71,7 @@ __all__ = [
     "encode_member",
     "ensure_trace",
     "inbound",
+    "inbound_ids",
     "remove_w3c_baggage",
     "request_wire",
     "response_delta",
@@ -323,14 +324,27 @@ def inbound(
     if traceparent is None:
         traceparent = new_traceparent()
         tracestate = ()
-    atoms = baggage.atoms
-    if members or _segment(atoms) is not None:
-        return _inbound_typed(baggage, traceparent, tracestate, members)
+    return inbound_ids(
+        baggage, traceparent.trace_id, traceparent.parent_id, traceparent.flags, tracestate, members
+    )
+
+
+def inbound_ids(
+    baggage: Baggage,
+    trace_id: str,
+    parent_id: str,
+    flags: int,
+    tracestate: TraceState = (),
+    members: Sequence[BaggageMember] = (),
+) -> Baggage:
+    """:func:`inbound` for a valid trace context given as the fields of a
+    :class:`~ctxplane.wire.w3c.TraceParent` (a parser's fast path needs no object)."""
+    if members or _segment(baggage.atoms) is not None:
+        tp = TraceParent(trace_id, parent_id, flags)
+        return _inbound_typed(baggage, tp, tracestate, members)
     # The common case, built at the atom level (the typed path costs several times more and
     # this runs for every request): the bag header, the trace field header, the struct atom.
-    return baggage._insert_segment(
-        _trace_segment(traceparent.trace_id, traceparent.parent_id, traceparent.flags, tracestate)
-    )
+    return baggage._insert_segment(_trace_segment(trace_id, parent_id, flags, tracestate))
 
 
 def _trace_segment(
