@@ -241,13 +241,22 @@ def main() -> None:
         )
     print()
     otel_added = 1 / rps["otel"] - 1 / rps["bare"]
+    otel_cpu = cpu["otel"] - cpu["bare"]
     for name in ("ctxplane", "ctxplane-carry"):
         ratio = rps["bare"] / rps[name]
         ours = 1 / rps[name] - 1 / rps["bare"]
+        ratio_cpu = cpu[name] / cpu["bare"]
+        ours_cpu = cpu[name] - cpu["bare"]
         print(
             f"{name}: {ratio:.3f} x bare (target <= {TARGET_RATIO}: "
             f"{'met' if ratio <= TARGET_RATIO else 'NOT met'}); added cost = "
             f"{ours / otel_added:.2f} x OTel's ({'below' if ours < otel_added else 'NOT below'})"
+        )
+        print(
+            f"{' ' * len(name)}  cpu: {ratio_cpu:.3f} x bare (target <= {TARGET_RATIO}: "
+            f"{'met' if ratio_cpu <= TARGET_RATIO else 'NOT met'}); added cost = "
+            f"{ours_cpu / otel_cpu:.2f} x OTel's "
+            f"({'below' if ours_cpu < otel_cpu else 'NOT below'})"
         )
 
 
