@@ -34,11 +34,10 @@ the same execution share the trace id. Each request gets a new parent id and onl
 flags (sampled, random).
 
 Each hop's W3C headers win over W3C members carried in ctxplane baggage (a W3C-only hop in
-between may have changed them). The functions here are pure (two small identity-keyed caches
-aside) except for the helpers at the end (:func:`w3c_baggage`,
-:func:`set_w3c_baggage`, :func:`remove_w3c_baggage`, :func:`current_traceparent`), which read
-or write the *active* baggage and therefore import :mod:`ctxplane.transit` lazily - the one
-place where ``wire`` looks up the layer list.
+between may have changed them). The functions here are pure except for the helpers at the
+end (:func:`w3c_baggage`, :func:`set_w3c_baggage`, :func:`remove_w3c_baggage`,
+:func:`current_traceparent`), which read or write the *active* baggage and therefore import
+:mod:`ctxplane.transit` lazily - the one place where ``wire`` looks up the layer list.
 """
 
 from __future__ import annotations
