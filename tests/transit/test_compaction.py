@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import socket
 import threading
 
 from conftest import Hops
@@ -95,5 +96,59 @@ def test_nested_structured_children_fold_through_levels() -> None:
         await asyncio.gather(*(middle() for _ in range(10)))
         assert int(Hops.current().count) == 110
         assert components() == 1
+
+    asyncio.run(main())
+
+
+def test_children_that_wait_on_timers_and_io_stay_compact() -> None:
+    # Timers (sleep), I/O readiness and call_soon callbacks branch, but only as callbacks:
+    # they never count as unobserved children, so a child that waits is still folded.
+    async def child(i: int) -> None:
+        bump()
+        await asyncio.sleep(0.0001 if i % 2 else 0)
+        reader, writer = socket.socketpair()
+        try:
+            loop = asyncio.get_running_loop()
+            loop.call_soon(lambda: None)
+            await loop.sock_sendall(writer, b"x")
+            assert await loop.sock_recv(reader, 1) == b"x"
+        finally:
+            reader.close()
+            writer.close()
+        bump()
+
+    async def main() -> None:
+        await asyncio.gather(*(child(i) for i in range(200)))
+        async with asyncio.TaskGroup() as tg:
+            for i in range(200):
+                tg.create_task(child(i))
+        assert int(Hops.current().count) == 800
+        assert components() == 1
+
+    asyncio.run(main())
+
+
+def test_a_callback_that_counts_never_double_counts() -> None:
+    # A callback increments on an execution of its own; what it hands to a task that the
+    # parent awaits comes back exactly once, whatever the parent counted meanwhile.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        bump()
+        done: asyncio.Future[asyncio.Task[None]] = loop.create_future()
+
+        async def carried() -> None:
+            bump()
+
+        def callback() -> None:
+            bump()
+            done.set_result(asyncio.ensure_future(carried()))
+
+        loop.call_soon(callback)
+        bump()
+        task = await done
+        bump()
+        await task
+        # parent 3, callback 1, task 1
+        assert int(Hops.current().count) == 5
 
     asyncio.run(main())

@@ -110,24 +110,17 @@ class JoiningTask(asyncio.Task[Any]):
     """An ``asyncio.Task`` that is its own execution record and joins its final baggage into
     whoever observes it. Made only by the patched ``create_task``."""
 
-    __slots__ = (
-        "_cp_ctx",
-        "_cp_start",
-        "claimed",
-        "creator",
-        "escaped",
-        "folded_into",
-        "own",
-        "pending",
-    )
+    # The record's fields that every task sets are slots; the ones most tasks never change are
+    # class-level defaults, shadowed in the task's own __dict__ only when they change.
+    __slots__ = ("_cp_ctx", "_cp_start", "claimed", "creator")
     _cp_ctx: contextvars.Context
     _cp_start: _t.Frame
-    own: bytes | None
     creator: _t.ExecutionRecord | None
-    pending: int
-    escaped: bool
     claimed: bool
-    folded_into: tuple[_t.ExecutionRecord, int] | None
+    own: bytes | None = None
+    pending: int = 0
+    escaped: bool = False
+    folded_into: tuple[_t.ExecutionRecord, int] | None = None
 
     def _join(self) -> None:
         _t.join_execution(self, self._cp_ctx.get(_frame_var, None), self._cp_start)
@@ -145,14 +138,17 @@ class JoiningTask(asyncio.Task[Any]):
         try:
             return _task_result(self)
         finally:
-            if self.done() and _observing():
+            # _observing(), inlined: gather and TaskGroup call this from callbacks per child
+            loop = _get_running_loop()
+            if (loop is None or _current_task(loop) is not None) and self.done():
                 self._join()
 
     def exception(self) -> BaseException | None:
         try:
             return _task_exception(self)
         finally:
-            if self.done() and _observing():
+            loop = _get_running_loop()
+            if (loop is None or _current_task(loop) is not None) and self.done():
                 self._join()
 
 
@@ -230,7 +226,6 @@ def _save(owner: Any, name: str) -> Any:
 
 def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callable[..., Any]:
     own_frame = _t._own_execution  # own_frame() without the extra call
-    adopt = _t.adopt
 
     def create_task(
         self: Any, coro: Any, *, name: str | None = None, context: contextvars.Context | None = None
@@ -247,7 +242,11 @@ def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callab
             task = JoiningTask(coro, loop=self, name=name, context=context)
             task._cp_ctx = context
             task._cp_start = f
-            adopt(task, f.ex)  # type: ignore[arg-type]
+            # transit.adopt(task, f.ex), inlined (the other fields are class defaults)
+            parent = f.ex
+            task.creator = parent
+            task.claimed = False
+            parent.pending += 1  # type: ignore[union-attr]
             tb = task._source_traceback  # type: ignore[attr-defined]
             if base_events and tb:
                 del tb[-1]

@@ -388,7 +388,12 @@ def join_execution(cex: ExecutionRecord, end: Frame | None, start: Frame | None)
     ``end``, into the running execution (see :func:`join_context` for the rule). The caller
     has checked that the running code observes (:func:`observing`)."""
     f = _get(_EMPTY_FRAME)
-    observer = _exec_of(f)
+    observer = f.ex  # _exec_of(f), inlined: this runs at every await of a task
+    lookup = _task_lookup
+    if lookup is not None:
+        t = lookup()
+        if t is not None and (observer is t or observer is t.creator):
+            observer = t
     with _lock:
         first = not cex.claimed
         cex.claimed = True
