@@ -158,3 +158,32 @@ def test_os_fork_child_gets_its_own_counter_component() -> None:
     context.join(Baggage.from_bytes(b"".join(chunks)))
     assert state() == (3, frozenset({"parent", "child"}))
     assert components() == 2
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("chunksize", [1, 2])
+def test_pool_imap_and_imap_unordered(method: str, chunksize: int) -> None:
+    ctx = multiprocessing.get_context(method)
+    visit("parent")
+    with ctx.Pool(2) as pool:
+        it = pool.imap(pool_visit, ["i1", "i2", "i3"], chunksize=chunksize)
+        first = next(it)
+        assert first == (1, ["parent"])  # the caller's baggage went with the item
+        assert "i1" in state()[1]  # joined as the caller took it
+        rest = list(it)
+        assert rest == [(1, ["parent"])] * 2
+        assert state() == (4, frozenset({"parent", "i1", "i2", "i3"}))
+        unordered = pool.imap_unordered(pool_visit, ["u1", "u2"], chunksize=chunksize)
+        started = sorted(unordered)
+        assert started == [(4, ["i1", "i2", "i3", "parent"])] * 2
+    assert state() == (6, frozenset({"parent", "i1", "i2", "i3", "u1", "u2"}))
+
+
+def test_pool_imap_next_with_timeout() -> None:
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        it = pool.imap(pool_visit, ["t1"])
+        assert it.next(timeout=TIMEOUT) == (0, [])
+        with pytest.raises(StopIteration):
+            it.next(timeout=TIMEOUT)
+    assert state() == (1, frozenset({"t1"}))

@@ -33,8 +33,10 @@ and run the function through top-level picklable wrappers (:func:`_run_with_bagg
 a :class:`_Carried` ``(result, baggage bytes)``. The result objects' ``_set`` (run by the
 pool's result-handler thread) unwraps it - callbacks and ``get()`` see the plain result -
 and keeps the bytes; ``get()`` joins them into the caller once the result is ready.
-``imap`` / ``imap_unordered`` and ``apply``-family calls with worker-side exceptions carry
-no baggage back. Pool worker processes themselves are not branched (their tasks are).
+``imap`` / ``imap_unordered`` (any ``chunksize``) send the bytes the same way and return a
+:class:`_JoiningIterator`, which yields the plain results and joins each result's baggage
+into the caller as the caller takes it. Calls whose worker raised carry no baggage back.
+Pool worker processes themselves are not branched (their tasks are).
 """
 
 from __future__ import annotations
@@ -224,6 +226,44 @@ def _map_async(self: Any, func: Any, iterable: Any, mapper: Any, *rest: Any, **k
     return original(self, wrapped, iterable, mapper, *rest, **kw)
 
 
+class _JoiningIterator:
+    """What a patched ``imap`` / ``imap_unordered`` returns: the pool's iterator, yielding
+    plain results and joining each result's baggage into the caller as it is taken."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __iter__(self) -> _JoiningIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return _unwrap(next(self._inner))
+
+    def next(self, timeout: float | None = None) -> Any:
+        """``IMapIterator.next(timeout)``, as the pool's iterator offers it."""
+        return _unwrap(self._inner.next(timeout))
+
+
+def _unwrap(value: Any) -> Any:
+    if type(value) is _Carried:
+        if value.data:
+            _t.join(Baggage.from_bytes(value.data))
+        return value.result
+    return value
+
+
+def _make_imap(name: str) -> Any:
+    def imap(self: Any, func: Any, iterable: Any, chunksize: int = 1) -> Any:
+        original = _saved.original(multiprocessing.pool.Pool, name)
+        wrapped = functools.partial(_run_item, _t.serialize(), func)
+        return _JoiningIterator(original(self, wrapped, iterable, chunksize))
+
+    imap.__name__ = imap.__qualname__ = name
+    return imap
+
+
 def _keep(result: Any, data: bytes) -> None:
     if data:
         result.__dict__.setdefault(_BYTES, []).append(data)
@@ -273,6 +313,8 @@ def patch() -> None:
     pool: Any = multiprocessing.pool
     _saved.replace(pool.Pool, "apply_async", _apply_async)
     _saved.replace(pool.Pool, "_map_async", _map_async)
+    _saved.replace(pool.Pool, "imap", _make_imap("imap"))
+    _saved.replace(pool.Pool, "imap_unordered", _make_imap("imap_unordered"))
     _saved.replace(pool.ApplyResult, "_set", _apply_set)
     _saved.replace(pool.MapResult, "_set", _map_set)
     _saved.replace(pool.ApplyResult, "get", _get)
