@@ -386,14 +386,20 @@ def _gathering_result(self: Any) -> Any:
                 _join_child(child)
 
 
-def _taskgroup_create_task(self: Any, coro: Any, *, name: str | None = None, **kw: Any) -> Any:
-    original = _originals[(asyncio.taskgroups.TaskGroup, "create_task")]
-    task = original(self, coro, name=name, **kw)
-    tasks = self.__dict__.get("_ctxplane_tasks")
-    if tasks is None:
-        tasks = self.__dict__["_ctxplane_tasks"] = []
-    tasks.append(task)
-    return task
+def _make_taskgroup_create_task(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create_task(self: Any, coro: Any, *, name: str | None = None, **kw: Any) -> Any:
+        # remember the group's children: its exit is their join point
+        task = original(self, coro, name=name, **kw)
+        d = self.__dict__
+        tasks = d.get("_ctxplane_tasks")
+        if tasks is None:
+            d["_ctxplane_tasks"] = [task]
+        else:
+            tasks.append(task)
+        return task
+
+    create_task.__wrapped__ = original  # type: ignore[attr-defined]
+    return create_task
 
 
 async def _taskgroup_aexit(self: Any, et: Any, exc: Any, tb: Any) -> Any:
@@ -404,7 +410,10 @@ async def _taskgroup_aexit(self: Any, et: Any, exc: Any, tb: Any) -> Any:
         tasks = self.__dict__.pop("_ctxplane_tasks", ())
         for task in tasks:
             if task.done():
-                _join_child(task)
+                if type(task) is JoiningTask:
+                    task._join()  # an await is always in the observer
+                else:
+                    _join_child(task)
 
 
 # -- patch / unpatch ------------------------------------------------------------------------
@@ -439,7 +448,8 @@ def patch() -> None:
     _set(gathering, "__await__", _gathering_await)
     _set(gathering, "__iter__", _gathering_await)
     _set(gathering, "result", _gathering_result)
-    _set(asyncio.taskgroups.TaskGroup, "create_task", _taskgroup_create_task)
+    tg = asyncio.taskgroups.TaskGroup
+    _set(tg, "create_task", _make_taskgroup_create_task(_save(tg, "create_task")))
     _set(asyncio.taskgroups.TaskGroup, "__aexit__", _taskgroup_aexit)
     for mod in (asyncio.tasks, asyncio):
         _set(mod, "shield", _shield)
