@@ -18,6 +18,7 @@ up here, so each function has a fast path for the common shapes (empty, identica
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Sequence
 
 from .errors import BaggageError
@@ -185,6 +186,8 @@ def _merge2(a: Sequence[bytes], b: Sequence[bytes]) -> tuple[bytes, ...]:
 
 
 def _merge_n(lists: Sequence[Sequence[bytes]]) -> tuple[bytes, ...]:
+    if len(lists) > _HEAP_MERGE_FROM:
+        return _merge_heap(lists)
     out: list[bytes] = []
     pos = [0] * len(lists)
     lens = [len(x) for x in lists]
@@ -196,6 +199,33 @@ def _merge_n(lists: Sequence[Sequence[bytes]]) -> tuple[bytes, ...]:
             if lists[k][pos[k]] == smallest:
                 pos[k] += 1
         live = [k for k in live if pos[k] < lens[k]]
+    return tuple(out)
+
+
+# From this many lists on, the N-way rule runs on a heap of heads: O(n log k), not O(n k).
+_HEAP_MERGE_FROM = 8
+
+
+def _merge_heap(lists: Sequence[Sequence[bytes]]) -> tuple[bytes, ...]:
+    # The same rule as the scan above (emit the smallest head, advance every list whose head
+    # equals it), with the heads kept in a heap of (head, list number, position).
+    out: list[bytes] = []
+    append = out.append
+    heap = [(x[0], k, 0) for k, x in enumerate(lists) if x]
+    heapq.heapify(heap)
+    pop, push = heapq.heappop, heapq.heappush
+    while heap:
+        smallest, k, i = pop(heap)
+        append(smallest)
+        advanced = [(k, i)]
+        while heap and heap[0][0] == smallest:
+            _, k2, i2 = pop(heap)
+            advanced.append((k2, i2))
+        for k, i in advanced:
+            i += 1
+            x = lists[k]
+            if i < len(x):
+                push(heap, (x[i], k, i))
     return tuple(out)
 
 

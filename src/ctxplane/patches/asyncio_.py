@@ -106,6 +106,19 @@ def _join_child(fut: Any) -> None:
     _t.join_context(state[0], state[1])
 
 
+def _join_all(children: Any) -> None:
+    """Join finished children observed together (gather, TaskGroup exit): ours in one batch
+    (one merge, one fold), the others one by one. The caller is the observer (an await)."""
+    ours: list[tuple[Any, Any, Any]] = []
+    for child in children:
+        if type(child) is JoiningTask:
+            ours.append((child, child._cp_ctx.get(_frame_var, None), child._cp_start))
+        else:
+            _join_child(child)
+    if ours:
+        _t.join_executions(ours)
+
+
 class JoiningTask(asyncio.Task[Any]):
     """An ``asyncio.Task`` that is its own execution record and joins its final baggage into
     whoever observes it. Made only by the patched ``create_task``."""
@@ -370,11 +383,7 @@ def _gathering_await(self: Any) -> Generator[Any, None, Any]:
         return (yield from _Future.__await__(self))
     finally:
         if self.done():
-            for child in getattr(self, "_children", ()):
-                if type(child) is JoiningTask:
-                    child._join()  # an await is always in the observer
-                else:
-                    _join_child(child)
+            _join_all(getattr(self, "_children", ()))
 
 
 def _gathering_result(self: Any) -> Any:
@@ -407,13 +416,7 @@ async def _taskgroup_aexit(self: Any, et: Any, exc: Any, tb: Any) -> Any:
     try:
         return await original(self, et, exc, tb)
     finally:
-        tasks = self.__dict__.pop("_ctxplane_tasks", ())
-        for task in tasks:
-            if task.done():
-                if type(task) is JoiningTask:
-                    task._join()  # an await is always in the observer
-                else:
-                    _join_child(task)
+        _join_all([t for t in self.__dict__.pop("_ctxplane_tasks", ()) if t.done()])
 
 
 # -- patch / unpatch ------------------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""Counter component rewrites (``ctxplane.baggage.counters``): folding moves counts without
+losing or adding any, several folds at once equal the folds one by one, redirects never add."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ctxplane.baggage import COUNTER, STRING, Bag, Baggage, field, set_of
+from ctxplane.baggage.counters import fold_component, fold_components, redirect_component
+
+
+class Tally(Bag, index=230):
+    """Two counters and a set, so rewrites must find components in more than one field."""
+
+    hits = field(1, COUNTER)
+    misses = field(2, COUNTER)
+    tags = field(3, set_of(STRING))
+
+
+IDS = [bytes([i]) * 8 for i in range(1, 7)]
+
+components = st.dictionaries(st.sampled_from(IDS), st.integers(1, 10**6), max_size=6)
+
+
+def build(hits: dict[bytes, int], misses: dict[bytes, int]) -> Baggage:
+    bag = Tally(tags={"x"})
+    for cid, n in hits.items():
+        bag = bag.replace(hits=bag.hits.increment(n, cid))
+    for cid, n in misses.items():
+        bag = bag.replace(misses=bag.misses.increment(n, cid))
+    return Baggage.of(bag)
+
+
+def totals(b: Baggage) -> tuple[int, int]:
+    bag = b.get(Tally)
+    assert bag is not None
+    return int(bag.hits), int(bag.misses)
+
+
+@settings(max_examples=200, deadline=None)
+@given(components, components, st.sets(st.sampled_from(IDS)), st.sampled_from(IDS))
+def test_fold_many_equals_folds_one_by_one(
+    hits: dict[bytes, int], misses: dict[bytes, int], srcs: set[bytes], dst: bytes
+) -> None:
+    b = build(hits, misses)
+    one_by_one = b
+    for src in sorted(srcs):
+        one_by_one = fold_component(one_by_one, src, dst)
+    at_once = fold_components(b, frozenset(srcs), dst)
+    assert at_once.atoms == one_by_one.atoms
+    assert totals(at_once) == totals(b)  # nothing lost, nothing added
+    bag = at_once.get(Tally)
+    assert bag is not None
+    left = set(bag.hits.components) | set(bag.misses.components)
+    assert not (left & (srcs - {dst}))  # folded components are gone
+    assert bag.tags == {"x"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(components, st.sampled_from(IDS), st.sampled_from(IDS), st.integers(0, 10**6))
+def test_redirect_keeps_the_larger_count(
+    hits: dict[bytes, int], src: bytes, dst: bytes, floor: int
+) -> None:
+    b = build(hits, {})
+    out = redirect_component(b, src, dst, floor)
+    if src == dst or src not in hits:
+        assert out is b
+        return
+    bag = out.get(Tally)
+    assert bag is not None
+    assert src not in bag.hits.components
+    assert bag.hits.components[dst] == max(hits.get(dst, 0), floor)
+
+
+def test_fold_of_absent_components_returns_the_same_value() -> None:
+    b = build({IDS[0]: 3}, {})
+    assert fold_components(b, frozenset({IDS[1], IDS[2]}), IDS[0]) is b
+    assert fold_components(Baggage.empty(), frozenset({IDS[1]}), IDS[0]).atoms == ()
