@@ -41,6 +41,13 @@ shows up later (a task awaited a second time, by someone else) is replaced by th
 was folded into, at a count that already includes it. Counts are therefore exact in every
 case, and compact where concurrency is structured (gather, TaskGroup, await, Thread.join,
 Future.result).
+
+Callbacks (``call_soon``, timers, I/O readiness) branch but are never joined: their changes
+stay theirs. They get an execution of their own whose creator is the scheduler (so stale copies
+they pass on in-band are redirected like any other), but they do not count among the
+scheduler's pending children - otherwise every task that sleeps or waits on I/O could never be
+folded. Children observed together (gather, TaskGroup exit) are joined in one batch
+(:func:`join_executions`): the same rule, one merge and one fold pass.
 """
 
 from __future__ import annotations
