@@ -11,6 +11,11 @@ and session after instrumenting and stops them and un-instruments before the nex
 
 ``bare``
     aiohttp alone.
+``bare+headers``
+    aiohttp alone, but the client sends the headers ctxplane would send (the 10-field baggage
+    encoded, a ``traceparent``) and the handler answers with a ctxplane header of the size the
+    counting handler below returns: the floor any header-carried baggage pays in aiohttp's own
+    header handling. No ctxplane code runs.
 ``ctxplane``
     ``ctxplane.patches.aiohttp_`` applied. The client sends a 10-field bag (strings, ints, a
     set, a counter) from a baggage that already holds a trace context (as inside any
@@ -101,6 +106,27 @@ async def plain_handler(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+def wire_headers() -> tuple[dict[str, str], str]:
+    """The request headers ctxplane sends for ``base_baggage()`` and a response header value
+    of the size the counting handler returns (for the ``bare+headers`` floor)."""
+    from ctxplane.wire.http import encode_header
+
+    request = {
+        "ctxplane-baggage": encode_header(tracecontext.request_wire(base_baggage()), 4096),
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
+    visits = Visits().replace(count=Visits().count.increment(1, b"\x02" * 8))
+    response = encode_header(Baggage.of(visits), 4096)
+    return request, response
+
+
+_REQUEST_HEADERS, _RESPONSE_HEADER = wire_headers()
+
+
+async def headers_handler(request: web.Request) -> web.Response:
+    return web.Response(text="ok", headers={"ctxplane-baggage": _RESPONSE_HEADER})
+
+
 async def counting_handler(request: web.Request) -> web.Response:
     bag = context.get_bag(Visits) or Visits()
     context.set_bag(bag.replace(count=bag.count + 1))
@@ -113,6 +139,11 @@ async def counting_handler(request: web.Request) -> web.Response:
 @contextlib.contextmanager
 def bare() -> Iterator[Callable[..., Any]]:
     yield plain_handler
+
+
+@contextlib.contextmanager
+def bare_headers() -> Iterator[Callable[..., Any]]:
+    yield headers_handler
 
 
 @contextlib.contextmanager
@@ -149,6 +180,7 @@ def with_otel() -> Iterator[Callable[..., Any]]:
 
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[Callable[..., Any]]]] = {
     "bare": bare,
+    "bare+headers": bare_headers,
     "ctxplane": with_ctxplane,
     "ctxplane-carry": lambda: with_ctxplane(count=False),
     "ctxplane+asyncio": lambda: with_ctxplane(asyncio_too=True),
@@ -179,6 +211,7 @@ async def run_variant(name: str, requests: int, warmup: int) -> tuple[float, flo
     with VARIANTS[name]() as handler:
         async with serving(handler) as url, aiohttp.ClientSession() as session:
             carry = name.startswith("ctxplane")
+            headers = _REQUEST_HEADERS if name == "bare+headers" else None
 
             async def one() -> None:
                 if carry:
@@ -186,7 +219,7 @@ async def run_variant(name: str, requests: int, warmup: int) -> tuple[float, flo
                         async with session.get(url) as resp:
                             await resp.read()
                 else:
-                    async with session.get(url) as resp:
+                    async with session.get(url, headers=headers) as resp:
                         await resp.read()
 
             for _ in range(warmup):
