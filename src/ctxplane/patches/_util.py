@@ -1,8 +1,22 @@
-"""Shared bookkeeping for patches: remember originals, replace attributes, restore them."""
+"""Shared bookkeeping for patches: remember originals, replace attributes, restore them, and
+report ctxplane's own failures without ever failing the application."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+logger = logging.getLogger("ctxplane.patches")
+_reported: set[str] = set()
+
+
+def problem(where: str) -> None:
+    """Log an unexpected error of ctxplane's own code at ``where`` (call it from an ``except``
+    block): a warning with the traceback the first time, debug after. The application goes
+    on as if ctxplane were not there for that operation."""
+    level = logging.DEBUG if where in _reported else logging.WARNING
+    _reported.add(where)
+    logger.log(level, "ctxplane %s failed; the application goes on", where, exc_info=True)
 
 
 class Originals:

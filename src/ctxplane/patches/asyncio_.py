@@ -49,6 +49,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from ..transit import context as _t
+from ._util import problem
 
 __all__ = ["JoiningTask", "is_patched", "patch", "unpatch"]
 
@@ -116,7 +117,10 @@ def _join_all(children: Any) -> None:
         else:
             _join_child(child)
     if ours:
-        _t.join_executions(ours)
+        try:
+            _t.join_executions(ours)
+        except Exception:
+            problem("asyncio batch join")
 
 
 class JoiningTask(asyncio.Task[Any]):
@@ -136,7 +140,10 @@ class JoiningTask(asyncio.Task[Any]):
     folded_into: tuple[_t.ExecutionRecord, int] | None = None
 
     def _join(self) -> None:
-        _t.join_execution(self, self._cp_ctx.get(_frame_var, None), self._cp_start)
+        try:
+            _t.join_execution(self, self._cp_ctx.get(_frame_var, None), self._cp_start)
+        except Exception:
+            problem("asyncio task join")
 
     def __await__(self) -> Generator[Any, None, Any]:
         try:
@@ -247,11 +254,15 @@ def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callab
         if factory is None:
             if base_events:
                 self._check_closed()
-            f = own_frame()  # before the copy: the child inherits this frame
-            if context is None:
-                context = _copy_context()
-            else:
-                context.run(_frame_var.set, f)
+            try:
+                f = own_frame()  # before the copy: the child inherits this frame
+                if context is None:
+                    context = _copy_context()
+                else:
+                    context.run(_frame_var.set, f)
+            except Exception:
+                problem("asyncio branch")
+                return original(self, coro, name=name, context=context)
             task = JoiningTask(coro, loop=self, name=name, context=context)
             task._cp_ctx = context
             task._cp_start = f
@@ -264,7 +275,11 @@ def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callab
             if base_events and tb:
                 del tb[-1]
             return task
-        ctx, start = _t.branch_context(context)
+        try:
+            ctx, start = _t.branch_context(context)
+        except Exception:
+            problem("asyncio branch")
+            return original(self, coro, name=name, context=context)
         task = original(self, coro, name=name, context=ctx)
         with contextlib.suppress(TypeError):
             _foreign[task] = (ctx, start)
@@ -297,7 +312,10 @@ def _handle_init(
     if context is None:
         context = _copy_context()
         if context.get(_frame_var, None) is not None:
-            _branch_callback(context)
+            try:
+                _branch_callback(context)
+            except Exception:
+                problem("callback branch")
     self._context = context
     self._loop = loop
     self._callback = callback

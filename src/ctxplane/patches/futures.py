@@ -20,7 +20,7 @@ from typing import Any
 
 from ..baggage import Baggage
 from ..transit import context as _t
-from ._util import Originals
+from ._util import Originals, problem
 
 __all__ = ["is_patched", "patch", "unpatch"]
 
@@ -30,8 +30,12 @@ _BYTES = "_ctxplane_bytes"
 
 
 def _thread_submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-    ctx, start = _t.branch_context()
     original = _saved.original(concurrent.futures.ThreadPoolExecutor, "submit")
+    try:
+        ctx, start = _t.branch_context()
+    except Exception:
+        problem("executor branch")
+        return original(self, fn, *args, **kwargs)
     fut = original(self, ctx.run, fn, *args, **kwargs)
     setattr(fut, _ATTR, (ctx, start))
     return fut
@@ -75,13 +79,16 @@ def _process_submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
 
 def join_future(fut: Any) -> None:
     """Join the baggage a finished ``concurrent.futures`` future carries, if any."""
-    state = fut.__dict__.get(_ATTR)
-    if state is not None:
-        _t.join_context(*state)
-        return
-    data = fut.__dict__.get(_BYTES)
-    if data:
-        _t.join(Baggage.from_bytes(data))
+    try:
+        state = fut.__dict__.get(_ATTR)
+        if state is not None:
+            _t.join_context(*state)
+            return
+        data = fut.__dict__.get(_BYTES)
+        if data:
+            _t.join(Baggage.from_bytes(data))
+    except Exception:
+        problem("future join")
 
 
 def _result(self: Any, timeout: float | None = None) -> Any:

@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from ..transit import context as _t
-from ._util import Originals
+from ._util import Originals, problem
 
 __all__ = ["is_patched", "patch", "unpatch"]
 
@@ -22,7 +22,10 @@ _ATTR = "_ctxplane_ctx"
 
 
 def _start(self: threading.Thread) -> None:
-    setattr(self, _ATTR, _t.branch_context())
+    try:
+        setattr(self, _ATTR, _t.branch_context())
+    except Exception:
+        problem("thread branch")
     _saved.original(threading.Thread, "start")(self)
 
 
@@ -39,7 +42,10 @@ def _join(self: threading.Thread, timeout: float | None = None) -> None:
     _saved.original(threading.Thread, "join")(self, timeout)
     state = getattr(self, _ATTR, None)
     if state is not None and not self.is_alive():
-        _t.join_context(*state)
+        try:
+            _t.join_context(*state)
+        except Exception:
+            problem("thread join")
 
 
 def patch() -> None:
