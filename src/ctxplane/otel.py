@@ -97,12 +97,7 @@ class CtxplanePropagator(TextMapPropagator):
         c = _resolve(config)
         self._header = c.http_header
         self._max_bytes = c.max_baggage_bytes
-        self._policy = InboundPolicy(
-            mode=c.inbound,
-            allow=c.inbound_allow,
-            max_bytes=c.max_inbound_bytes,
-            max_atoms=c.max_inbound_atoms,
-        )
+        self._policy = InboundPolicy.of(c)
         # accepted header values -> their Baggage (immutable, so shared); refusals are never
         # cached, every one is counted
         self._decoded: dict[str, Baggage] = {}

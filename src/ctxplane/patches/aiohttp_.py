@@ -138,12 +138,7 @@ class _Settings:
         else:
             self.header = config.http_header
             self.max_bytes = config.max_baggage_bytes
-            self.policy = InboundPolicy(
-                mode=config.inbound,
-                allow=config.inbound_allow,
-                max_bytes=config.max_inbound_bytes,
-                max_atoms=config.max_inbound_atoms,
-            )
+            self.policy = InboundPolicy.of(config)
         ours = len(self.header) + (self.policy.max_bytes * 4 + 2) // 3
         w3c = len(BAGGAGE) + _W3C_BAGGAGE_BYTES
         self.field_limit = max(_AIOHTTP_FIELD_SIZE, ours + _SLACK, w3c + _SLACK)

@@ -117,12 +117,7 @@ def _configure() -> None:
 
     cfg = load()
     _key = cfg.grpc_metadata
-    _policy = _limits.InboundPolicy(
-        mode=cfg.inbound,
-        allow=cfg.inbound_allow,
-        max_bytes=cfg.max_inbound_bytes,
-        max_atoms=cfg.max_inbound_atoms,
-    )
+    _policy = _limits.InboundPolicy.of(cfg)
     _max_out = cfg.max_baggage_bytes
     _decoded.clear()
     _enc.clear()

@@ -391,6 +391,26 @@ def join_context(ctx: contextvars.Context, start: Frame | None = None) -> None:
     join_execution(cex, end, start)
 
 
+def _claim(cex: ExecutionRecord, observer: ExecutionRecord | None) -> tuple[bool, bool]:
+    # The bookkeeping of one observation (under _lock): whether the observer is the child's
+    # creator observing it first, and whether the child's own component may be folded.
+    first = not cex.claimed
+    cex.claimed = True
+    by_creator = first and observer is not None and cex.creator is observer
+    if by_creator:
+        observer.pending -= 1  # type: ignore[union-attr]
+    elif first or not cex.escaped:
+        _escape(cex)
+    fold = (
+        by_creator
+        and not cex.escaped
+        and cex.pending == 0
+        and cex.own is not None
+        and cex.folded_into is None
+    )
+    return by_creator, fold
+
+
 def join_execution(cex: ExecutionRecord, end: Frame | None, start: Frame | None) -> None:
     """Join child execution ``cex``, which started from frame ``start`` and ended with frame
     ``end``, into the running execution (see :func:`join_context` for the rule). The caller
@@ -403,25 +423,12 @@ def join_execution(cex: ExecutionRecord, end: Frame | None, start: Frame | None)
         if t is not None and (observer is t or observer is t.creator):
             observer = t
     with _lock:
-        first = not cex.claimed
-        cex.claimed = True
-        by_creator = first and observer is not None and cex.creator is observer
-        if by_creator:
-            observer.pending -= 1  # type: ignore[union-attr]
-        elif first or not cex.escaped:
-            _escape(cex)
-        fold = (
-            by_creator
-            and not cex.escaped
-            and cex.pending == 0
-            and cex.own is not None
-            and cex.folded_into is None
-        )
+        by_creator, fold = _claim(cex, observer)
     if end is start or end is None:
         return
     b = end.baggage
     if not fold:
-        if not first or not by_creator:
+        if not by_creator:
             b = _redirect(b, cex)
         _merge(f, b)
         return
@@ -457,22 +464,10 @@ def join_executions(children: list[tuple[ExecutionRecord, Frame | None, Frame | 
     folding: list[ExecutionRecord] = []
     with _lock:
         for cex, end, start in children:
-            first = not cex.claimed
-            cex.claimed = True
-            by_creator = first and observer is not None and cex.creator is observer
-            if by_creator:
-                observer.pending -= 1  # type: ignore[union-attr]
-            elif first or not cex.escaped:
-                _escape(cex)
+            by_creator, fold = _claim(cex, observer)
             if end is start or end is None:
                 continue
-            if (
-                by_creator
-                and not cex.escaped
-                and cex.pending == 0
-                and cex.own is not None
-                and cex.folded_into is None
-            ):
+            if fold:
                 folding.append(cex)
                 plain.append(end.baggage)
             else:

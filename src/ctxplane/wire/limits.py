@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from ..baggage import Baggage, BaggageError
 from ..baggage import atoms as _atoms
@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_MAX_INBOUND_BYTES",
     "DEFAULT_POLICY",
     "InboundPolicy",
+    "InboundSettings",
     "decode_inbound",
     "encode_outbound",
     "reject",
@@ -57,6 +58,30 @@ class InboundPolicy:
     allow: frozenset[int] = frozenset()
     max_bytes: int = DEFAULT_MAX_INBOUND_BYTES
     max_atoms: int = DEFAULT_MAX_INBOUND_ATOMS
+
+    @classmethod
+    def of(cls, settings: InboundSettings) -> InboundPolicy:
+        """The policy a configuration asks for (a ``ctxplane.config.Config``, or anything
+        with its ``inbound``, ``inbound_allow`` and inbound cap fields)."""
+        return cls(
+            mode=settings.inbound,
+            allow=settings.inbound_allow,
+            max_bytes=settings.max_inbound_bytes,
+            max_atoms=settings.max_inbound_atoms,
+        )
+
+
+class InboundSettings(Protocol):
+    """The settings :meth:`InboundPolicy.of` reads (``ctxplane.config.Config`` has them)."""
+
+    @property
+    def inbound(self) -> Mode: ...
+    @property
+    def inbound_allow(self) -> frozenset[int]: ...
+    @property
+    def max_inbound_bytes(self) -> int: ...
+    @property
+    def max_inbound_atoms(self) -> int: ...
 
 
 DEFAULT_POLICY = InboundPolicy()
