@@ -4,6 +4,11 @@ Each case runs bare (ctxplane unpatched) and instrumented (asyncio, threading an
 patched), with empty baggage and with a 5-field baggage active. Variants are interleaved over
 several rounds; the table shows median microseconds per operation and the ratio to bare.
 
+It also measures two floors for create_task + await, no ctxplane code involved: tasks of a
+bare Python subclass of ``asyncio.Task`` (the only way to get a hook into a C task's await),
+and the same subclass with a do-nothing ``__await__`` generator (the hook itself). Whatever
+ctxplane does at the branch and the join comes on top of the second.
+
     python benchmarks/bench_transit.py [--rounds 7]
 """
 
@@ -11,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import asyncio.base_events
 import concurrent.futures as cf
 import statistics
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ctxplane import COUNTER, INT64, STRING, Bag, Baggage, field, set_of
 from ctxplane.patches import asyncio_, futures, threading_
@@ -53,6 +60,39 @@ def case_create_task(n: int) -> float:
         return time.perf_counter() - t0
 
     return asyncio.run(main()) / n
+
+
+class _SubTask(asyncio.Task):  # type: ignore[type-arg]
+    """A Python subclass of the C task, nothing else."""
+
+
+class _HookTask(asyncio.Task):  # type: ignore[type-arg]
+    """The same with an ``__await__`` hook that does nothing."""
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        try:
+            return (yield from asyncio.Task.__await__(self))
+        finally:
+            if self.done():
+                pass
+
+    __iter__ = __await__
+
+
+def case_floor(n: int, cls: type) -> float:
+    """create_task + await where the loop makes tasks of ``cls`` (as the patch does)."""
+    base = asyncio.base_events.BaseEventLoop
+    original = base.create_task
+
+    def create_task(self: Any, coro: Any, *, name: Any = None, context: Any = None) -> Any:
+        self._check_closed()
+        return cls(coro, loop=self, name=name, context=context)
+
+    base.create_task = create_task  # type: ignore[method-assign]
+    try:
+        return case_create_task(n)
+    finally:
+        base.create_task = original  # type: ignore[method-assign]
 
 
 def case_gather(n: int) -> float:
@@ -119,7 +159,13 @@ def main() -> None:
     }
     variants = ("bare", "empty", "5-field")
     results: dict[tuple[str, str], list[float]] = {}
+    floors = {"Task subclass": _SubTask, "subclass + __await__ hook": _HookTask}
     for _ in range(args.rounds):
+        for p in PATCHES:
+            p.unpatch()
+        results.setdefault(("floor", "bare"), []).append(case_create_task(args.n))
+        for label, cls in floors.items():
+            results.setdefault(("floor", label), []).append(case_floor(args.n, cls))
         for name, fn in cases.items():
             for variant in variants:
                 if variant == "bare":
@@ -144,6 +190,11 @@ def main() -> None:
             f"{name:26} {bare:9.2f} {empty:9.2f} {empty / bare:6.2f}x {five:10.2f} "
             f"{five / bare:6.2f}x"
         )
+    bare = statistics.median(results[("floor", "bare")]) * 1e6
+    print(f"\nfloors for create_task+await (no ctxplane code; bare {bare:.2f} µs):")
+    for label in floors:
+        us = statistics.median(results[("floor", label)]) * 1e6
+        print(f"  {label:28} {us:9.2f} µs {us / bare:6.2f}x")
 
 
 if __name__ == "__main__":
