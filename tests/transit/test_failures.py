@@ -59,7 +59,7 @@ def test_failing_task_join_keeps_results_and_exceptions(
 def test_failing_branch_falls_back_to_plain_tasks(
     faults: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    faults.setattr(context, "_task_lookup", _broken)  # every branch now raises inside
+    faults.setattr(context, "_running_loop", _broken)  # every branch now raises inside
 
     async def value() -> int:
         return 3

@@ -78,15 +78,6 @@ def _observing() -> bool:
     return loop is None or _current_task(loop) is not None
 
 
-def _lazy_task() -> JoiningTask | None:
-    """The running task, if it is one of ours (its own execution record)."""
-    loop = _get_running_loop()
-    if loop is None:
-        return None
-    task = _current_task(loop)
-    return task if type(task) is JoiningTask else None
-
-
 def _join_child(fut: Any) -> None:
     """Join a finished child (task or future) into the current context, if it is ours and
     the running code observes."""
@@ -255,7 +246,16 @@ def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callab
             if base_events:
                 self._check_closed()
             try:
-                f = own_frame()  # before the copy: the child inherits this frame
+                # own_frame() (before the copy: the child inherits this frame), with the
+                # common case inlined: a task of ours whose frame already names it
+                f = _frame_var.get(None)
+                if (
+                    f is None
+                    or _get_running_loop() is not self
+                    or f.ex is not _current_task(self)
+                    or f.ex is None
+                ):
+                    f = own_frame()
                 if context is None:
                     context = _copy_context()
                 else:
@@ -479,7 +479,7 @@ def patch() -> None:
     uvloop = sys.modules.get("uvloop")
     if uvloop is not None:
         patch_uvloop(uvloop)
-    _t.set_task_lookup(_lazy_task)
+    _t.set_task_source(_get_running_loop, _current_task, JoiningTask)
     _t.set_observing(_observing)
     _patched = True
 

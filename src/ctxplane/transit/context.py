@@ -23,7 +23,7 @@ task object itself (it carries the same fields, :class:`ExecutionRecord`), so th
 at ``create_task`` allocates nothing but the task and a join of a task that changed nothing
 touches no frame. Such a task does not get a frame of its own at the branch: it inherits its
 creator's frame, and :func:`current_execution` recognises it (the frame names the task's
-creator, and the running task is that child) - see ``set_task_lookup``.
+creator, and the running task is that child) - see :func:`set_task_source`.
 
 Compaction (keeping counters to a bounded number of components under structured concurrency):
 a join *folds* the child's own component into the observer's own component - the count moves,
@@ -85,7 +85,7 @@ __all__ = [
     "serialize",
     "set_current",
     "set_observing",
-    "set_task_lookup",
+    "set_task_source",
     "use",
 ]
 
@@ -213,25 +213,36 @@ def deserialize(data: bytes) -> Baggage:
 
 # -- primitives for patches ---------------------------------------------------------------
 
-# Returns the running task if it is an execution record of its own (a task made by the asyncio
-# patch), else None. Installed by that patch: this module does not import asyncio.
-_task_lookup: Callable[[], Any] | None = None
+# Where the running lazy task execution comes from, installed by the asyncio patch (this module
+# does not import asyncio): the running loop, the running task of a loop, and the task type
+# that is its own execution record. Plain C calls, so that hot paths make no Python call.
+_running_loop: Callable[[], Any] = type(None)  # returns None: no loop
+_task_of: Callable[[Any], Any] = {}.get
+_lazy_type: Any = None  # a type (Any: mypy would narrow tasks to object)
 
 
-def set_task_lookup(lookup: Callable[[], Any] | None) -> None:
-    """Install (or remove, with None) the function naming the running lazy task execution."""
-    global _task_lookup
-    _task_lookup = lookup
+def set_task_source(
+    running_loop: Callable[[], Any] | None,
+    task_of: Callable[[Any], Any] | None = None,
+    task_type: type | None = None,
+) -> None:
+    """Install (or remove, with None) how to find the running task that is its own execution
+    record: ``task_of(running_loop())``, when it is of ``task_type``."""
+    global _running_loop, _task_of, _lazy_type
+    if running_loop is None or task_of is None or task_type is None:
+        _running_loop, _task_of, _lazy_type = type(None), {}.get, None
+    else:
+        _running_loop, _task_of, _lazy_type = running_loop, task_of, task_type
 
 
 def _exec_of(f: Frame) -> ExecutionRecord | None:
     # The execution the running code belongs to: the frame's, unless the running task is a
     # lazy child whose frame is still (a descendant of) the one inherited from its creator.
     ex = f.ex
-    lookup = _task_lookup
-    if lookup is not None:
-        t = lookup()
-        if t is not None and (ex is t or ex is t.creator):
+    loop = _running_loop()
+    if loop is not None:
+        t: Any = _task_of(loop)
+        if type(t) is _lazy_type and (ex is t or ex is t.creator):
             return t  # type: ignore[no-any-return]
     return ex
 
@@ -245,10 +256,10 @@ def _own_execution() -> Frame:
     # The current frame, made to name the running execution (created if there is none).
     f = _get(_EMPTY_FRAME)
     ex = f.ex
-    lookup = _task_lookup
-    if lookup is not None:
-        t = lookup()
-        if t is not None:
+    loop = _running_loop()
+    if loop is not None:
+        t: Any = _task_of(loop)
+        if type(t) is _lazy_type:
             if ex is t:
                 return f
             if ex is t.creator:
@@ -417,10 +428,10 @@ def join_execution(cex: ExecutionRecord, end: Frame | None, start: Frame | None)
     has checked that the running code observes (:func:`observing`)."""
     f = _get(_EMPTY_FRAME)
     observer = f.ex  # _exec_of(f), inlined: this runs at every await of a task
-    lookup = _task_lookup
-    if lookup is not None:
-        t = lookup()
-        if t is not None and (observer is t or observer is t.creator):
+    loop = _running_loop()
+    if loop is not None:
+        t: Any = _task_of(loop)
+        if type(t) is _lazy_type and (observer is t or observer is t.creator):
             observer = t
     with _lock:
         by_creator, fold = _claim(cex, observer)
@@ -454,12 +465,7 @@ def join_executions(children: list[tuple[ExecutionRecord, Frame | None, Frame | 
             join_execution(cex, end, start)
         return
     f = _get(_EMPTY_FRAME)
-    observer = f.ex
-    lookup = _task_lookup
-    if lookup is not None:
-        t = lookup()
-        if t is not None and (observer is t or observer is t.creator):
-            observer = t
+    observer = _exec_of(f)
     plain: list[Baggage] = []
     folding: list[ExecutionRecord] = []
     with _lock:
@@ -527,7 +533,7 @@ def _own_component() -> bytes:
 
 def _renew_after_fork() -> None:
     f = _get(_EMPTY_FRAME)
-    if f.ex is not None or _task_lookup is not None:
+    if f.ex is not None or _lazy_type is not None:
         _set(Frame(f.baggage, Execution()))
 
 
