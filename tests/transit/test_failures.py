@@ -31,8 +31,7 @@ def faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
 def test_failing_task_join_keeps_results_and_exceptions(
     faults: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    faults.setattr(context, "join_execution", _broken)
-    faults.setattr(context, "join_executions", _broken)
+    faults.setattr(context, "_claim", _broken)  # every join of a child that changed something
 
     async def value() -> int:
         visit("child")

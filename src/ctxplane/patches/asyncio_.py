@@ -64,6 +64,7 @@ _current_tasks: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks")  # noq
 _current_task = _current_tasks.get
 _copy_context = contextvars.copy_context
 _frame_var = _t._frame
+_join_execution = _t.join_execution
 _CTX = "_ctxplane_ctx"
 
 # Tasks made by an app's task factory: task -> (context, start frame)
@@ -109,7 +110,7 @@ def _join_all(children: Any) -> None:
             _join_child(child)
     if ours:
         try:
-            _t.join_executions(ours)
+            _t.join_executions(ours, False)
         except Exception:
             problem("asyncio batch join")
 
@@ -132,7 +133,7 @@ class JoiningTask(asyncio.Task[Any]):
 
     def _join(self) -> None:
         try:
-            _t.join_execution(self, self._cp_ctx.get(_frame_var, None), self._cp_start)
+            _t.join_execution(self, self._cp_ctx.get(_frame_var, None), self._cp_start, False)
         except Exception:
             problem("asyncio task join")
 
@@ -140,8 +141,11 @@ class JoiningTask(asyncio.Task[Any]):
         try:
             return (yield from _task_await(self))
         finally:
-            if self.done():
-                self._join()  # an await is always in the observer (a coroutine)
+            if self.done():  # an await is always in the observer (a coroutine)
+                try:  # self._join(), inlined
+                    _join_execution(self, self._cp_ctx.get(_frame_var, None), self._cp_start, False)
+                except Exception:
+                    problem("asyncio task join")
 
     __iter__ = __await__
 

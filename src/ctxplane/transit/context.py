@@ -403,7 +403,8 @@ def join_context(ctx: contextvars.Context, start: Frame | None = None) -> None:
 
 
 def _claim(cex: ExecutionRecord, observer: ExecutionRecord | None) -> tuple[bool, bool]:
-    # The bookkeeping of one observation (under _lock): whether the observer is the child's
+    # The bookkeeping of one observation (under _lock, or in the one thread that can observe
+    # the child): whether the observer is the child's
     # creator observing it first, and whether the child's own component may be folded.
     first = not cex.claimed
     cex.claimed = True
@@ -422,10 +423,15 @@ def _claim(cex: ExecutionRecord, observer: ExecutionRecord | None) -> tuple[bool
     return by_creator, fold
 
 
-def join_execution(cex: ExecutionRecord, end: Frame | None, start: Frame | None) -> None:
+def join_execution(
+    cex: ExecutionRecord, end: Frame | None, start: Frame | None, locked: bool = True
+) -> None:
     """Join child execution ``cex``, which started from frame ``start`` and ended with frame
     ``end``, into the running execution (see :func:`join_context` for the rule). The caller
-    has checked that the running code observes (:func:`observing`)."""
+    has checked that the running code observes (:func:`observing`).
+
+    ``locked=False`` is for children that only one thread can observe: asyncio tasks, whose
+    methods are not thread-safe and run in their loop's thread (no lock is taken then)."""
     f = _get(_EMPTY_FRAME)
     observer = f.ex  # _exec_of(f), inlined: this runs at every await of a task
     loop = _running_loop()
@@ -433,7 +439,18 @@ def join_execution(cex: ExecutionRecord, end: Frame | None, start: Frame | None)
         t: Any = _task_of(loop)
         if type(t) is _lazy_type and (observer is t or observer is t.creator):
             observer = t
-    with _lock:
+    if end is start and not locked and observer is not None and not cex.claimed:
+        # the common case: a child that changed nothing, observed first by its creator
+        cex.claimed = True
+        if cex.creator is observer:
+            observer.pending -= 1
+        else:
+            _escape(cex)
+        return
+    if locked:
+        with _lock:
+            by_creator, fold = _claim(cex, observer)
+    else:
         by_creator, fold = _claim(cex, observer)
     if end is start or end is None:
         return
@@ -456,20 +473,33 @@ def join_execution(cex: ExecutionRecord, end: Frame | None, start: Frame | None)
         _set(Frame(folded, ex))
 
 
-def join_executions(children: list[tuple[ExecutionRecord, Frame | None, Frame | None]]) -> None:
+def join_executions(
+    children: list[tuple[ExecutionRecord, Frame | None, Frame | None]], locked: bool = True
+) -> None:
     """Join several finished children at once, as :func:`join_execution` does one by one
     (same rule, same result), with one merge and one fold pass: ``gather`` and ``TaskGroup``
-    of thousands of children stay linear. Items are ``(execution, end frame, start frame)``."""
+    of thousands of children stay linear. Items are ``(execution, end frame, start frame)``;
+    ``locked`` as for :func:`join_execution`."""
     if len(children) < 2:
         for cex, end, start in children:
-            join_execution(cex, end, start)
+            join_execution(cex, end, start, locked)
         return
     f = _get(_EMPTY_FRAME)
     observer = _exec_of(f)
     plain: list[Baggage] = []
     folding: list[ExecutionRecord] = []
-    with _lock:
+    if locked:
+        _lock.acquire()
+    try:
         for cex, end, start in children:
+            if end is start and observer is not None and not cex.claimed:
+                # the common case, as in join_execution: changed nothing, first observation
+                cex.claimed = True
+                if cex.creator is observer:
+                    observer.pending -= 1
+                else:
+                    _escape(cex)
+                continue
             by_creator, fold = _claim(cex, observer)
             if end is start or end is None:
                 continue
@@ -478,6 +508,9 @@ def join_executions(children: list[tuple[ExecutionRecord, Frame | None, Frame | 
                 plain.append(end.baggage)
             else:
                 plain.append(end.baggage if by_creator else _redirect(end.baggage, cex))
+    finally:
+        if locked:
+            _lock.release()
     if not plain:
         return
     if not folding:
