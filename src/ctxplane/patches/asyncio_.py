@@ -418,9 +418,14 @@ def _gathering_result(self: Any) -> Any:
 
 
 def _make_taskgroup_create_task(original: Callable[..., Any]) -> Callable[..., Any]:
-    def create_task(self: Any, coro: Any, *, name: str | None = None, **kw: Any) -> Any:
+    def create_task(
+        self: Any, coro: Any, *, name: str | None = None, context: Any = None
+    ) -> Any:
         # remember the group's children: its exit is their join point
-        task = original(self, coro, name=name, **kw)
+        if context is None:  # the only form before Python 3.12
+            task = original(self, coro, name=name)
+        else:
+            task = original(self, coro, name=name, context=context)
         d = self.__dict__
         tasks = d.get("_ctxplane_tasks")
         if tasks is None:
