@@ -60,8 +60,11 @@ _task_result = _Task.result
 _task_exception = _Task.exception
 _get_running_loop = asyncio.events._get_running_loop
 # the running task of a loop: the dict ``asyncio.current_task`` reads (a Python function on 3.11)
-_current_tasks: dict[Any, Any] = getattr(asyncio.tasks, "_current_tasks")  # noqa: B009
-_current_task = _current_tasks.get
+_current_task: Callable[[Any], Any]
+if isinstance(getattr(asyncio.tasks, "_current_tasks", None), dict):
+    _current_task = asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
+else:  # newer Pythons keep the running task elsewhere: the public function, one call more
+    _current_task = asyncio.current_task
 _copy_context = contextvars.copy_context
 _frame_var = _t._frame
 _join_execution = _t.join_execution
