@@ -48,7 +48,9 @@ code that imported ``web.Application`` or ``ClientSession`` before activation is
     (:func:`ctxplane.wire.tracecontext.response_delta`): the caller holds the rest already, so
     its join gives the same result as joining the whole baggage, for less to encode, send,
     validate and merge. A handler that changed nothing sends no header. Responses never carry
-    a trace context; W3C baggage members only when the handler changed them.
+    a trace context; W3C baggage members only when the handler changed them. A complete
+    (non-streamed) response of a handler whose execution kept nothing back also carries the
+    fold marker (:mod:`ctxplane.wire.fold`), which the client honours when it joins.
 
 ``aiohttp.web_protocol.RequestHandler.__init__`` (server, per connection)
     aiohttp refuses any header field longer than ``max_field_size`` (default 8190 bytes, name
@@ -87,6 +89,7 @@ from ..baggage import Baggage
 from ..config import DEFAULT_HTTP_HEADER, Config
 from ..transit import context as _t
 from ..wire import tracecontext as _tc
+from ..wire.fold import decode_fold, encode_fold, fold_key
 from ..wire.http import decode_header, encode_header
 from ..wire.limits import DEFAULT_MAX_BAGGAGE_BYTES, InboundPolicy
 from ..wire.w3c import (
@@ -128,7 +131,7 @@ _ENCODE_CACHE_SIZE = 64
 class _Settings:
     """What the patch reads from the configuration, resolved once."""
 
-    __slots__ = ("field_limit", "header", "max_bytes", "policy")
+    __slots__ = ("field_limit", "fold_header", "header", "max_bytes", "policy")
 
     def __init__(self, config: Config | None) -> None:
         if config is None:
@@ -139,6 +142,7 @@ class _Settings:
             self.header = config.http_header
             self.max_bytes = config.max_baggage_bytes
             self.policy = InboundPolicy.of(config)
+        self.fold_header = fold_key(self.header)
         ours = len(self.header) + (self.policy.max_bytes * 4 + 2) // 3
         w3c = len(BAGGAGE) + _W3C_BAGGAGE_BYTES
         self.field_limit = max(_AIOHTTP_FIELD_SIZE, ours + _SLACK, w3c + _SLACK)
@@ -160,13 +164,14 @@ _frame_var = _t._frame  # the transit ContextVar: a request handler is a new exe
 _Frame = _t.Frame
 _Execution = _t.Execution
 _Application = _web_app.Application
+_Response = _web_response.Response
 _ClientResponseError = _client_exceptions.ClientResponseError
 
 
 # The request being served and the baggage it started with (a response carries what changed).
 # Only that request's responses are touched: a server started from inside a handler inherits
 # this context too.
-_serving: contextvars.ContextVar[tuple[Any, Baggage] | None] = contextvars.ContextVar(
+_serving: contextvars.ContextVar[tuple[Any, Baggage, Any] | None] = contextvars.ContextVar(
     "ctxplane_aiohttp_serving", default=None
 )
 
@@ -316,7 +321,8 @@ def _join_response(headers: Mapping[str, str] | None, sent: str | None, s: _Sett
         return
     b = _tc.strip_trace(b)  # a callee never changes the caller's trace context
     if b:
-        _t.join(b)
+        fold = headers.get(s.fold_header)
+        _t.join_returned(b, None if fold is None else decode_fold(fold))
 
 
 def _wrap_request(original: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
@@ -421,8 +427,9 @@ async def _serve(
     except Exception:
         _problem("server request")
         return await original(proto, request, start_time, handler)
-    token = _frame_var.set(_Frame(initial, _Execution()))
-    stoken = _serving.set((request, initial))
+    ex = _Execution()
+    token = _frame_var.set(_Frame(initial, ex))
+    stoken = _serving.set((request, initial, ex))
     try:
         return await original(proto, request, start_time, handler)
     finally:
@@ -456,6 +463,11 @@ def _wrap_start(original: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[.
                 value = _response_value(serving[1], s)
                 if value is not None:
                     self.headers[s.header] = value
+                    # a complete response (not a stream still being written) of a handler
+                    # that kept nothing back: the caller may fold its component
+                    folded = _t.foldable(serving[2]) if isinstance(self, _Response) else None
+                    if folded is not None:
+                        self.headers[s.fold_header] = encode_fold(folded)
             except Exception:
                 _problem("server response")
         return original(self, request)

@@ -15,7 +15,10 @@ What happens on a call
   RPC is served normally. The handler runs with it as the active baggage and a fresh counter
   identity; its final baggage is returned in trailing metadata, appended to the trailing
   metadata the handler set itself, also when the handler raises or aborts. Nothing is returned
-  when the handler left the baggage as it came.
+  when the handler left the baggage as it came. When the handler's execution kept nothing
+  back (see :func:`ctxplane.transit.context.foldable`), the trailing metadata also carries the
+  fold marker (``ctxplane-baggage-fold``, :mod:`ctxplane.wire.fold`) and the client folds the
+  server's counter component into its own instead of keeping one component per call.
 
 Mechanism
 =========
@@ -90,6 +93,7 @@ import grpc.aio
 from ..baggage import Baggage
 from ..transit import context as _t
 from ..wire import limits as _limits
+from ..wire.fold import decode_fold, encode_fold, fold_key
 from ..wire.grpc import DEFAULT_METADATA_KEY, decode_metadata, encode_metadata
 from ._util import Originals
 
@@ -107,16 +111,18 @@ _log = logging.getLogger("ctxplane.patches")
 # -- settings (read from the configuration by patch()) --------------------------------------
 
 _key: str = DEFAULT_METADATA_KEY
+_fold_key: str = fold_key(DEFAULT_METADATA_KEY)
 _policy: _limits.InboundPolicy = _limits.DEFAULT_POLICY
 _max_out: int = _limits.DEFAULT_MAX_BAGGAGE_BYTES
 
 
 def _configure() -> None:
-    global _key, _policy, _max_out, _aio_enc
+    global _key, _fold_key, _policy, _max_out, _aio_enc
     from ..config import load
 
     cfg = load()
     _key = cfg.grpc_metadata
+    _fold_key = fold_key(_key)
     _policy = _limits.InboundPolicy.of(cfg)
     _max_out = cfg.max_baggage_bytes
     _decoded.clear()
@@ -212,7 +218,8 @@ def _inbound(md: Any) -> Baggage | None:
 
 
 def _join_from(md: Any, sent: bytes | None) -> None:
-    """Join the baggage in a response's trailing metadata into the current context."""
+    """Join the baggage in a response's trailing metadata into the current context (folding
+    the server's component when the server marked it foldable, :mod:`ctxplane.wire.fold`)."""
     if not md or _policy.mode != "accept":
         return
     value = _value_in(md)
@@ -220,7 +227,9 @@ def _join_from(md: Any, sent: bytes | None) -> None:
         return
     b = _decode(value)
     if b:
-        _t.join(b)
+        fold = _fold_key
+        marker = next((item[1] for item in md if item[0] == fold), None)
+        _t.join_returned(b, None if marker is None else decode_fold(marker))
 
 
 def _outbound(metadata: Any) -> tuple[Any, bytes | None]:
@@ -880,13 +889,21 @@ def wrap_channel(channel: Any) -> Any:
 # == servers ==================================================================================
 
 
-def _send_back(context: Any, inbound: Baggage | None, final: Baggage) -> None:
-    """Put the handler's final baggage in the trailing metadata (if it changed)."""
+def _with_fold(pair: tuple[tuple[str, Any], ...], ex: Any) -> tuple[tuple[str, Any], ...]:
+    """The baggage metadata plus the fold marker when the handler's execution allows it."""
+    folded = _t.foldable(ex)
+    return pair if folded is None else (*pair, (_fold_key, encode_fold(folded)))
+
+
+def _send_back(context: Any, inbound: Baggage | None, final: Baggage, ex: Any = None) -> None:
+    """Put the handler's final baggage in the trailing metadata (if it changed), with the
+    fold marker when ``ex`` (the handler's execution) kept nothing back."""
     if not final or final is inbound or final == inbound:
         return
     _, pair = _encoded(final)
     if pair is None:
         return
+    pair = _with_fold(pair, ex)
     try:
         md = context.trailing_metadata()
         if md:
@@ -903,12 +920,14 @@ def _send_back(context: Any, inbound: Baggage | None, final: Baggage) -> None:
 
 def _merged_trailing(context: Any, inbound: Baggage | None, explicit: Any) -> Any:
     """Trailing metadata for an aio ``abort``: the app's (explicit or set before) + baggage."""
-    final = _current()
+    frame = _fget(_EMPTY_FRAME)
+    final = frame.baggage
     if not final or final is inbound or final == inbound:
         return explicit
     _, pair = _encoded(final)
     if pair is None:
         return explicit
+    pair = _with_fold(pair, frame.ex)
     try:
         base = explicit if explicit else (context.trailing_metadata() or ())
         key = _key
@@ -945,7 +964,7 @@ def _sync_unary(fn: Callable[..., Any]) -> Callable[..., Any]:
             end = _fget()
             _freset(token)
             if end is not start:
-                _send_back(context, inbound, end.baggage)
+                _send_back(context, inbound, end.baggage, end.ex)
 
     return _like(behavior, fn)  # type: ignore[no-any-return]
 
@@ -983,7 +1002,7 @@ class _ServerStream:
         if not self._done:
             self._done = True
             if end is not self._start:
-                _send_back(self._context, self._inbound, end.baggage)
+                _send_back(self._context, self._inbound, end.baggage, end.ex)
 
 
 def _sync_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -998,7 +1017,7 @@ def _sync_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
         except BaseException:
             end = _fget()
             if end is not start:
-                _send_back(context, inbound, end.baggage)
+                _send_back(context, inbound, end.baggage, end.ex)
             raise
         else:
             end = _fget()
@@ -1023,7 +1042,7 @@ def _sync_non_blocking(fn: Callable[..., Any]) -> Callable[..., Any]:
             if response is None:
                 end = state[0] or _fget()
                 if end is not start:
-                    _send_back(context, inbound, end.baggage)
+                    _send_back(context, inbound, end.baggage, end.ex)
             send(response)
 
         token = _fset(start)
@@ -1151,7 +1170,7 @@ def _aio_coroutine(fn: Callable[..., Any]) -> Callable[..., Any]:
             if token is not None:
                 _freset(token)
             if end is not start and not proxy._ctxplane_statused:
-                _send_back(context, inbound, end.baggage)
+                _send_back(context, inbound, end.baggage, end.ex)
 
     return _like(behavior, fn)  # type: ignore[no-any-return]
 
@@ -1174,11 +1193,11 @@ def _aio_async_gen(fn: Callable[..., Any]) -> Callable[..., Any]:
         except BaseException:
             end = _fget()
             if end is not start and not proxy._ctxplane_statused:
-                _send_back(context, inbound, end.baggage)
+                _send_back(context, inbound, end.baggage, end.ex)
             raise
         end = _fget()
         if end is not start and not proxy._ctxplane_statused:
-            _send_back(context, inbound, end.baggage)
+            _send_back(context, inbound, end.baggage, end.ex)
 
     return _like(behavior, fn)  # type: ignore[no-any-return]
 

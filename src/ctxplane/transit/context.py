@@ -76,10 +76,12 @@ __all__ = [
     "current",
     "current_execution",
     "deserialize",
+    "foldable",
     "join",
     "join_context",
     "join_execution",
     "join_executions",
+    "join_returned",
     "new_execution",
     "own_frame",
     "serialize",
@@ -532,6 +534,33 @@ def join_executions(
             c.folded_into = (ex, value)
     if folded is not f.baggage:
         _set(Frame(folded, ex))
+
+
+def foldable(ex: ExecutionRecord | None) -> bytes | None:
+    """The own counter component of a finished execution that its remote caller may fold, or
+    None: for a server handler that answers, the response is the only way its baggage goes
+    back, so when it observed every execution it branched and none of them was observed by
+    anyone else (the rule above), the caller can fold the component as it would a child's."""
+    if ex is None or ex.own is None or ex.pending or ex.escaped or ex.folded_into is not None:
+        return None
+    return ex.own
+
+
+def join_returned(b: Baggage, folded: bytes | None = None) -> Baggage:
+    """Join baggage a call returned into the current execution (the caller, at the moment the
+    response arrives), folding the callee's component ``folded`` (from :func:`foldable` on the
+    callee's side) into the caller's own component. Returns the active baggage."""
+    f = _get(_EMPTY_FRAME)
+    joined = f.baggage.join(b)
+    if folded is not None and any(
+        a[1:] == folded for a in b.atoms
+    ):
+        own = _own_component()
+        f = _get(_EMPTY_FRAME)  # now naming the caller's execution
+        joined = _counters.fold_component(f.baggage.join(b), folded, own)
+    if joined is not f.baggage:
+        _set(Frame(joined, f.ex))
+    return joined
 
 
 def _component_value(b: Baggage, own: bytes) -> int:
