@@ -24,7 +24,7 @@ from ctxplane.patches import aiohttp_, asyncio_, grpc_
 from ctxplane.transit import context
 from ctxplane.wire import limits
 from ctxplane.wire.fold import decode_fold, encode_fold, fold_key
-from ctxplane.wire.http import encode_header
+from ctxplane.wire.http import decode_header, encode_header
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -111,6 +111,24 @@ async def streams(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+UPSTREAM = b"\x09" * 8  # a component the caller carries but does not own
+
+
+async def names_the_callers_component(request: web.Request) -> web.Response:
+    # a wrong server: it sends back the caller's own baggage, naming a component the caller
+    # sent (another execution's) as if it were the server's
+    sent = decode_header(request.headers["ctxplane-baggage"])
+    assert sent is not None
+    bag = sent.get(Calls)
+    assert bag is not None
+    back = encode_header(sent.with_bag(bag.replace(n=bag.n.increment(1, b"\x0a" * 8))))
+    assert back is not None
+    return web.Response(
+        text="ok",
+        headers={"ctxplane-baggage": back, "ctxplane-baggage-fold": encode_fold(UPSTREAM)},
+    )
+
+
 BAD_MARKER = "not-a-component"
 
 
@@ -134,6 +152,7 @@ def run(coro_fn: Any) -> Any:
             ("/pending", leaves_work_running),
             ("/stream", streams),
             ("/bad", bad_marker),
+            ("/wrong", names_the_callers_component),
         ):
             app.router.add_get(path, handler)
         runner = web.AppRunner(app)
@@ -203,6 +222,24 @@ def test_http_bad_marker_is_dropped_and_the_baggage_joined() -> None:
 
     assert run(go) == (1, 1)
     assert limits.rejections()["malformed"] == 1
+
+
+def test_http_a_marker_naming_a_component_the_caller_sent_is_not_folded() -> None:
+    async def call_wrong(session: aiohttp.ClientSession, base: str) -> None:
+        context.update_bag(Calls, n=(context.get_bag(Calls) or Calls()).n + 1)
+        await get(session, f"{base}/wrong")
+
+    async def go(session: aiohttp.ClientSession, base: str) -> tuple[int, int]:
+        # the parent carries 3 on an upstream component; a child calls the wrong server,
+        # and the parent then joins the child: folding the upstream component into the
+        # child's would count those 3 twice here
+        context.update_bag(Calls, n=Calls().n.increment(3, UPSTREAM))
+        await asyncio.create_task(call_wrong(session, base))
+        return count(), components()
+
+    n, comps = run(go)
+    assert n == 5  # upstream 3, the child 1, the server 1
+    assert comps == 3
 
 
 # -- gRPC --------------------------------------------------------------------------------------

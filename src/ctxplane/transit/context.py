@@ -552,8 +552,12 @@ def join_returned(b: Baggage, folded: bytes | None = None) -> Baggage:
     callee's side) into the caller's own component. Returns the active baggage."""
     f = _get(_EMPTY_FRAME)
     joined = f.baggage.join(b)
-    if folded is not None and any(
-        a[1:] == folded for a in b.atoms
+    # Only a component that is the callee's own can be folded: it is in what came back and
+    # was in nothing the caller had (a component the caller sent cannot be the callee's).
+    if (
+        folded is not None
+        and any(a[1:] == folded for a in b.atoms)
+        and not any(a[1:] == folded for a in f.baggage.atoms)
     ):
         own = _own_component()
         f = _get(_EMPTY_FRAME)  # now naming the caller's execution
