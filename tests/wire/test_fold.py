@@ -295,9 +295,9 @@ def test_grpc_aio_client_calls_fold(
             for _ in range(CALLS):
                 await aio_call(channel, "UU")
             # gathered: each child task folds the server's component, gather folds the
-            # children (stream calls keep grpc.aio's own tasks pending in the calling task,
-            # which then is not folded: exact, one component per child - see the notes)
-            await asyncio.gather(*(aio_call(channel, "UU") for _ in range(CALLS)))
+            # children (grpc.aio's own tasks for a call are not the caller's children)
+            kinds = ("UU", "US", "SU", "SS")
+            await asyncio.gather(*(aio_call(channel, kinds[i % 4]) for i in range(CALLS)))
         return state()[0], trip_components()
 
     assert asyncio.run(go()) == (2 * CALLS + 1, 1)

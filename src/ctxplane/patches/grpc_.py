@@ -766,6 +766,23 @@ class _AioStreamStreamCall(_AioCall, grpc.aio.StreamStreamCall):  # type: ignore
         return await self._read()
 
 
+def _in_own_execution(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Make a grpc.aio call in a copy of the context whose frame is an execution of its own.
+
+    grpc.aio starts tasks for a call (its request, response and request-iterator pumps) that
+    grpc itself awaits, cancels or abandons. Made in the caller's context they would be the
+    caller's children, never all observed by it: the caller could then never be folded into
+    its own creator (compaction, not correctness). Made here, they belong to the call's own
+    execution; the call's baggage still comes back through the call object (the join at
+    ``await``), and the copy keeps every other context variable for interceptors."""
+    f = _fget(None)
+    if f is None:
+        return fn(*args, **kwargs)
+    ctx = contextvars.copy_context()
+    ctx.run(_fset, _Frame(f.baggage, _t.Execution()))
+    return ctx.run(fn, *args, **kwargs)
+
+
 class _AioMultiCallable:
     __slots__ = ("_call_type", "_inner", "_plain")
 
@@ -793,7 +810,8 @@ class _AioMultiCallable:
             metadata, sent = _aio_outbound()
         else:
             metadata, sent = _outbound(metadata)
-        inner = self._inner(
+        inner = _in_own_execution(
+            self._inner,
             request,
             timeout=timeout,
             metadata=metadata,
