@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import asyncio.base_events
 import concurrent.futures as cf
+import gc
 import statistics
 import threading
 import time
@@ -163,8 +164,10 @@ def main() -> None:
     for _ in range(args.rounds):
         for p in PATCHES:
             p.unpatch()
-        results.setdefault(("floor", "bare"), []).append(case_create_task(args.n))
-        for label, cls in floors.items():
+        for label, cls in floors.items():  # next to the bare create_task of the same round
+            gc.collect()
+            results.setdefault(("floor", "bare"), []).append(case_create_task(args.n))
+            gc.collect()
             results.setdefault(("floor", label), []).append(case_floor(args.n, cls))
         for name, fn in cases.items():
             for variant in variants:
@@ -175,6 +178,7 @@ def main() -> None:
                     for p in PATCHES:
                         p.patch()
                 baggage = FIVE if variant == "5-field" else Baggage.empty()
+                gc.collect()
                 with context.use(baggage):
                     results.setdefault((name, variant), []).append(fn(args.n))
     for p in PATCHES:
