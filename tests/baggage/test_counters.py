@@ -77,3 +77,73 @@ def test_fold_of_absent_components_returns_the_same_value() -> None:
     b = build({IDS[0]: 3}, {})
     assert fold_components(b, frozenset({IDS[1], IDS[2]}), IDS[0]) is b
     assert fold_components(Baggage.empty(), frozenset({IDS[1]}), IDS[0]).atoms == ()
+
+
+class Nested(Bag, index=231):
+    """A counter next to a nested bag holding another counter, and an indexed sibling."""
+
+    first = field(1, COUNTER)
+    inner = field(2, Tally)
+    last = field(3, COUNTER)
+
+
+def _tree_path(b: Baggage, src: bytes, dst: bytes, floor: int | None) -> tuple[bytes, ...]:
+    from ctxplane.baggage import counters
+
+    result = counters.read_tree(b.atoms)
+    counters._rewrite(result.tree, frozenset({src}), dst, floor)
+    return tuple(counters.write_tree(result.tree))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    components,
+    components,
+    components,
+    st.sampled_from(IDS),
+    st.sampled_from(IDS),
+    st.one_of(st.none(), st.integers(0, 10**6)),
+)
+def test_flat_fold_equals_the_tree_fold(
+    a: dict[bytes, int],
+    b: dict[bytes, int],
+    c: dict[bytes, int],
+    src: bytes,
+    dst: bytes,
+    floor: int | None,
+) -> None:
+    from ctxplane.baggage import counters
+
+    nested = Nested(inner=Tally(tags={"t"}))
+    for cid, n in a.items():
+        nested = nested.replace(first=nested.first.increment(n, cid))
+    for cid, n in b.items():
+        inner = nested.inner
+        nested = nested.replace(inner=inner.replace(hits=inner.hits.increment(n, cid)))
+    for cid, n in c.items():
+        nested = nested.replace(last=nested.last.increment(n, cid))
+    value = Baggage.of(nested).join(build(b, c))
+    if src == dst:
+        return
+    flat = counters._fold_atoms(value.atoms, src, dst, floor)
+    expected = _tree_path(value, src, dst, floor)
+    if flat is None:
+        assert not any(src in x for x in value.atoms)  # nothing to do is the only refusal
+        return
+    normalized = tuple(counters.write_tree(counters.read_tree(flat).tree))
+    assert normalized == expected
+    assert tuple(flat) == expected  # well-formed input: already in written form
+
+
+def test_flat_fold_refuses_what_it_cannot_read() -> None:
+    from ctxplane.baggage import counters
+
+    b = build({IDS[0]: 2, IDS[1]: 3}, {})
+    assert counters._fold_atoms((*b.atoms, b""), IDS[0], IDS[1], None) is None  # overflow
+    at = next(k for k, x in enumerate(b.atoms) if x[1:] == IDS[0])
+    junk = (*b.atoms[:at], b"\x05junk", *b.atoms[at:])  # an unsupported prefix beside it
+    assert counters._fold_atoms(junk, IDS[0], IDS[1], None) is None
+    folded = counters._fold_atoms(b.atoms, IDS[0], IDS[1], None)
+    assert folded is not None
+    bag = Baggage(folded).get(Tally)
+    assert bag is not None and dict(bag.hits.components) == {IDS[1]: 5}

@@ -552,16 +552,15 @@ def join_returned(b: Baggage, folded: bytes | None = None) -> Baggage:
     callee's side) into the caller's own component. Returns the active baggage."""
     f = _get(_EMPTY_FRAME)
     joined = f.baggage.join(b)
-    # Only a component that is the callee's own can be folded: it is in what came back and
-    # was in nothing the caller had (a component the caller sent cannot be the callee's).
-    if (
-        folded is not None
-        and any(a[1:] == folded for a in b.atoms)
-        and not any(a[1:] == folded for a in f.baggage.atoms)
-    ):
+    # Only a component that is the callee's own can be folded: one the caller did not have
+    # (a component it sent cannot be the callee's; the check may refuse a fold, never allow a
+    # wrong one).
+    if folded is not None and folded not in f.baggage.to_bytes():
         own = _own_component()
         f = _get(_EMPTY_FRAME)  # now naming the caller's execution
-        joined = _counters.fold_component(f.baggage.join(b), folded, own)
+        # only the bags that brought the component back can hold it: rewrite just those
+        within = _counters.bags_holding(b, folded)
+        joined = _counters.fold_component(f.baggage.join(b), folded, own, within)
     if joined is not f.baggage:
         _set(Frame(joined, f.ex))
     return joined
