@@ -1,0 +1,122 @@
+"""Instructions per operation (valgrind's callgrind): the steady figure on a noisy machine.
+
+Wall-clock ratios on a shared 2-core machine move by ±10%; instruction counts repeat to the
+instruction for the same binary and inputs. For each case this runs a child interpreter under
+``valgrind --tool=callgrind`` twice, with N and 11N operations, and reports
+``(count(11N) - count(N)) / 10N`` instructions per operation (start-up cancels out), for:
+
+* ``bare``     - no ctxplane patch;
+* ``floor``    - tasks of a Python ``asyncio.Task`` subclass with a do-nothing ``__await__``
+  hook, no ctxplane code (the least any await hook costs);
+* ``ctxplane`` - ctxplane's asyncio patch, with an (empty) active baggage.
+
+Cases: ``create_task`` + ``await``, ``gather`` of 100 (per child), ``TaskGroup`` of 100 (per
+child). Needs ``valgrind`` on PATH (Debian: ``apt-get install valgrind``).
+
+Usage: ``python benchmarks/bench_instructions.py [--n 1000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+CASES = ("create_task+await", "gather(100) per child", "TaskGroup(100) per child")
+VARIANTS = ("bare", "floor", "ctxplane")
+
+
+async def _noop() -> None:
+    return None
+
+
+def _install(variant: str) -> None:
+    if variant == "ctxplane":
+        from ctxplane.patches import asyncio_
+
+        asyncio_.patch()
+    elif variant == "floor":
+        import asyncio.base_events
+
+        class Hooked(asyncio.Task):  # type: ignore[type-arg]
+            def __await__(self):  # type: ignore[no-untyped-def]
+                try:
+                    return (yield from asyncio.Task.__await__(self))
+                finally:
+                    if self.done():
+                        pass
+
+            __iter__ = __await__
+
+        def create_task(self: Any, coro: Any, *, name: Any = None, context: Any = None) -> Any:
+            self._check_closed()
+            return Hooked(coro, loop=self, name=name, context=context)
+
+        asyncio.base_events.BaseEventLoop.create_task = create_task  # type: ignore[method-assign]
+
+
+async def _run(case: str, n: int) -> None:
+    if case.startswith("create_task"):
+        for _ in range(n):
+            await asyncio.create_task(_noop())
+    elif case.startswith("gather"):
+        for _ in range(n // 100):
+            await asyncio.gather(*(_noop() for _ in range(100)))
+    else:
+        for _ in range(n // 100):
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(100):
+                    tg.create_task(_noop())
+
+
+def child(case: str, variant: str, n: int) -> None:
+    """What runs under callgrind."""
+    from ctxplane import Baggage
+    from ctxplane.transit import context
+
+    _install(variant)
+    with context.use(Baggage.empty()):
+        asyncio.run(_run(case, n))
+
+
+def _count(case: str, variant: str, n: int) -> int:
+    cmd = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        os.path.realpath(sys.executable), __file__, "--child", case, variant, str(n),
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, check=True)
+    m = re.search(r"refs:\s*([\d,]+)", out.stderr)
+    if m is None:
+        raise RuntimeError(f"no instruction count in callgrind's output:\n{out.stderr[-2000:]}")
+    return int(m.group(1).replace(",", ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--child", nargs=3, metavar=("CASE", "VARIANT", "N"))
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], int(args.child[2]))
+        return
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not on PATH (apt-get install valgrind)")
+    n = args.n
+    print(f"instructions per operation (callgrind, ({11 * n} ops - {n} ops) / {10 * n})")
+    print(f"{'case':26} {'bare':>8} {'floor':>8} {'x':>6} {'ctxplane':>9} {'x':>6}")
+    for case in CASES:
+        per = {v: (_count(case, v, 11 * n) - _count(case, v, n)) / (10 * n) for v in VARIANTS}
+        bare = per["bare"]
+        print(
+            f"{case:26} {bare:8.0f} {per['floor']:8.0f} {per['floor'] / bare:5.2f}x "
+            f"{per['ctxplane']:9.0f} {per['ctxplane'] / bare:5.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
