@@ -100,6 +100,19 @@ def _level(a: bytes) -> int:
     return MAX_LEVEL - ((p >> 3) & 0x0F)
 
 
+def _leaf(atoms: Sequence[bytes], i: int, level: int) -> tuple[int, int] | None:
+    # The component whose header is at i: (the index after its data atoms, its count), or
+    # None if it has child bags (it is no component then) or atoms that are not data.
+    n = len(atoms)
+    j = i + 1
+    while j < n and _level(atoms[j]) == _DATA:
+        j += 1
+    if j < n and _level(atoms[j]) > level:
+        return None
+    count = _max_count(atoms, i + 1, j)
+    return None if count is None else (j, count)
+
+
 def _fold_atoms(
     atoms: Sequence[bytes], src: bytes, dst: bytes, floor: int | None
 ) -> Sequence[bytes] | None:
@@ -117,14 +130,10 @@ def _fold_atoms(
         if (a[0] & 0x87) != 0x84:  # not a keyed TakeAll header: not a component
             continue
         level = _level(a)
-        j = i + 1
-        while j < n and _level(atoms[j]) == _DATA:
-            j += 1
-        if j < n and _level(atoms[j]) > level:
-            return None  # src has child bags
-        moved = _max_count(atoms, i + 1, j)
-        if moved is None:
-            return None
+        leaf = _leaf(atoms, i, level)
+        if leaf is None:
+            return None  # src has child bags or odd data
+        j, moved = leaf
         lo = i - 1  # the parent's extent is (lo, hi)
         while lo >= 0:
             lv = _level(atoms[lo])
@@ -153,14 +162,10 @@ def _fold_atoms(
         if insert_at < 0:
             insert_at = hi
         if found >= 0:
-            m = found + 1
-            while m < n and _level(atoms[m]) == _DATA:
-                m += 1
-            if m < n and _level(atoms[m]) > level:
-                return None  # dst has child bags
-            current = _max_count(atoms, found + 1, m)
-            if current is None:
-                return None
+            leaf = _leaf(atoms, found, level)
+            if leaf is None:
+                return None  # dst has child bags or odd data
+            m, current = leaf
             value = current + moved if floor is None else max(current, floor)
             edits.append((found, m, [dst_atom, b"\x00" + encode_unsigned_reverse(value)]))
         else:
