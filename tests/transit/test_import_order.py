@@ -72,3 +72,32 @@ def test_import_order_gives_the_expected_results(prelude: str) -> None:
 
 def test_both_orders_print_identical_output() -> None:
     assert run(ACTIVATE + LIBRARIES) == run(LIBRARIES + ACTIVATE)
+
+
+def test_activation_in_a_bare_interpreter_patches_threading_imported_by_logging() -> None:
+    # ``python -S``: no site, so nothing (no .pth of this machine) has imported threading or
+    # logging before ctxplane: the threading hook then fires inside logging's own import,
+    # and the patch modules must not touch logging while it is half-initialised.
+    import ctxplane
+
+    src = os.path.dirname(os.path.dirname(ctxplane.__file__))
+    paths = [src, *(p for p in sys.path if p.endswith("site-packages"))]
+    code = (
+        f"import sys; sys.path[:0] = {paths!r}\n"
+        "assert 'threading' not in sys.modules and 'logging' not in sys.modules\n"
+        "import ctxplane.auto\n"
+        "import logging, asyncio\n"
+        "from ctxplane.patches import asyncio_, threading_, futures\n"
+        "print(threading_.is_patched(), asyncio_.is_patched(), futures.is_patched())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTXPLANE_")}
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True", "True"], proc.stderr

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-logger = logging.getLogger("ctxplane.patches")
+# No logging call at import: the threading patch imports this module while ``logging`` itself
+# may still be importing (logging imports threading), so the logger is looked up when used.
 _reported: set[str] = set()
 
 
@@ -16,7 +17,9 @@ def problem(where: str) -> None:
     on as if ctxplane were not there for that operation."""
     level = logging.DEBUG if where in _reported else logging.WARNING
     _reported.add(where)
-    logger.log(level, "ctxplane %s failed; the application goes on", where, exc_info=True)
+    logging.getLogger("ctxplane.patches").log(
+        level, "ctxplane %s failed; the application goes on", where, exc_info=True
+    )
 
 
 class Originals:
