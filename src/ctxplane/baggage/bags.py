@@ -201,20 +201,27 @@ class Bag:
 
     def __init__(self, **values: Any) -> None:
         checked: dict[str, Any] = {}
-        by_name = self._by_name
         for name, v in values.items():
-            f = by_name.get(name)
-            if f is None:
-                raise TypeError(f"{type(self).__name__} has no field {name!r}")
+            v = self._checked(name, v)
             if v is not None:
-                v = f.type.validate(v)
-                if f.type.is_empty(v):
-                    continue
                 checked[name] = v
+        self._fill(checked, (), False)
+
+    def _checked(self, name: str, v: Any) -> Any:
+        # the validated value of field ``name``; None for an unset or empty one
+        f = self._by_name.get(name)
+        if f is None:
+            raise TypeError(f"{type(self).__name__} has no field {name!r}")
+        if v is None:
+            return None
+        v = f.type.validate(v)
+        return None if f.type.is_empty(v) else v
+
+    def _fill(self, values: dict[str, Any], unknown: Any, overflowed: bool) -> None:
         set_ = object.__setattr__
-        set_(self, "_values", checked)
-        set_(self, "_unknown", ())
-        set_(self, "_overflowed", False)
+        set_(self, "_values", values)
+        set_(self, "_unknown", unknown)
+        set_(self, "_overflowed", overflowed)
         set_(self, "_atoms", None)
         set_(self, "_hash", None)
 
@@ -264,25 +271,15 @@ class Bag:
     def replace(self, **changes: Any) -> Any:
         """A copy with the given fields changed (``None`` unsets a field)."""
         cls = type(self)
-        by_name = self._by_name
         values = dict(self._values)
         for name, v in changes.items():
-            f = by_name.get(name)
-            if f is None:
-                raise TypeError(f"{cls.__name__} has no field {name!r}")
-            if v is not None:
-                v = f.type.validate(v)
-                if not f.type.is_empty(v):
-                    values[name] = v
-                    continue
-            values.pop(name, None)
+            v = self._checked(name, v)
+            if v is None:
+                values.pop(name, None)
+            else:
+                values[name] = v
         new = cls.__new__(cls)
-        set_ = object.__setattr__
-        set_(new, "_values", values)
-        set_(new, "_unknown", self._unknown)
-        set_(new, "_overflowed", self._overflowed)
-        set_(new, "_atoms", None)
-        set_(new, "_hash", None)
+        new._fill(values, self._unknown, self._overflowed)
         return new
 
     # -- atoms -----------------------------------------------------------------------------
