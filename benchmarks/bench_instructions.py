@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import asyncio.base_events
 import os
 import re
 import shutil
 import subprocess
 import sys
-from typing import Any
 
 CASES = ("create_task+await", "gather(100) per child", "TaskGroup(100) per child")
 VARIANTS = ("bare", "floor", "ctxplane")
@@ -41,23 +41,9 @@ def _install(variant: str) -> None:
 
         asyncio_.patch()
     elif variant == "floor":
-        import asyncio.base_events
+        from bench_transit import _HookTask, make_floor_create_task
 
-        class Hooked(asyncio.Task):  # type: ignore[type-arg]
-            def __await__(self):  # type: ignore[no-untyped-def]
-                try:
-                    return (yield from asyncio.Task.__await__(self))
-                finally:
-                    if self.done():
-                        pass
-
-            __iter__ = __await__
-
-        def create_task(self: Any, coro: Any, *, name: Any = None, context: Any = None) -> Any:
-            self._check_closed()
-            return Hooked(coro, loop=self, name=name, context=context)
-
-        asyncio.base_events.BaseEventLoop.create_task = create_task  # type: ignore[method-assign]
+        asyncio.base_events.BaseEventLoop.create_task = make_floor_create_task(_HookTask)  # type: ignore[method-assign]
 
 
 async def _run(case: str, n: int) -> None:

@@ -80,16 +80,21 @@ class _HookTask(asyncio.Task):  # type: ignore[type-arg]
     __iter__ = __await__
 
 
-def case_floor(n: int, cls: type) -> float:
-    """create_task + await where the loop makes tasks of ``cls`` (as the patch does)."""
-    base = asyncio.base_events.BaseEventLoop
-    original = base.create_task
+def make_floor_create_task(cls: type) -> Any:
+    """A ``BaseEventLoop.create_task`` that makes tasks of ``cls`` (as the patch does)."""
 
     def create_task(self: Any, coro: Any, *, name: Any = None, context: Any = None) -> Any:
         self._check_closed()
         return cls(coro, loop=self, name=name, context=context)
 
-    base.create_task = create_task  # type: ignore[method-assign]
+    return create_task
+
+
+def case_floor(n: int, cls: type) -> float:
+    """create_task + await where the loop makes tasks of ``cls``."""
+    base = asyncio.base_events.BaseEventLoop
+    original = base.create_task
+    base.create_task = make_floor_create_task(cls)  # type: ignore[method-assign]
     try:
         return case_create_task(n)
     finally:

@@ -46,17 +46,18 @@ asyncio.run(main())
 EXPECTED = {"count": 6, "seen": ["main", "pool", "t1", "t2", "t3", "thread"]}
 
 
-def run(prelude: str) -> dict[str, object]:
+def python(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run a fresh interpreter with ``args``, no CTXPLANE_* variable set; it must succeed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTXPLANE_")}
     proc = subprocess.run(
-        [sys.executable, "-c", prelude + PROGRAM],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
+        [sys.executable, *args], capture_output=True, text=True, timeout=60, env=env, check=False
     )
     assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def run(prelude: str) -> dict[str, object]:
+    proc = python("-c", prelude + PROGRAM)
     result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
@@ -90,14 +91,5 @@ def test_activation_in_a_bare_interpreter_patches_threading_imported_by_logging(
         "from ctxplane.patches import asyncio_, threading_, futures\n"
         "print(threading_.is_patched(), asyncio_.is_patched(), futures.is_patched())\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CTXPLANE_")}
-    proc = subprocess.run(
-        [sys.executable, "-S", "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = python("-S", "-c", code)
     assert proc.stdout.split() == ["True", "True", "True"], proc.stderr
