@@ -9,6 +9,7 @@ import asyncio
 import concurrent.futures as cf
 import random
 import threading
+from typing import Any
 
 import pytest
 from conftest import Hops, state
@@ -92,8 +93,20 @@ async def node(rng: random.Random, depth: int, plan: Plan, pool: cf.ThreadPoolEx
             f.result(timeout=30)
 
 
-@pytest.mark.parametrize("seed", range(150))
-def test_random_tree_counts_exactly(seed: int) -> None:
+def _run(loop_kind: str, main: Any) -> Any:
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        from ctxplane.patches import asyncio_
+
+        asyncio_.patch_uvloop(uvloop)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main())
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("seed", range(100))
+def test_random_tree_counts_exactly(seed: int, loop_kind: str) -> None:
     plan = Plan()
 
     async def main() -> int:
@@ -101,7 +114,7 @@ def test_random_tree_counts_exactly(seed: int) -> None:
             await node(random.Random(seed), 0, plan, pool)
         return state()[0]
 
-    total = asyncio.run(main())
+    total = _run(loop_kind, main)
     assert total == plan.units
     bag = Hops.current()
     assert int(bag.count) == plan.units  # after asyncio.run's own join, too
