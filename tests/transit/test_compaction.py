@@ -152,3 +152,27 @@ def test_a_callback_that_counts_never_double_counts() -> None:
         assert int(Hops.current().count) == 5
 
     asyncio.run(main())
+
+
+def test_tasks_sharing_a_context_the_caller_chose_count_exactly() -> None:
+    # loop.create_task(..., context=ctx) with one ctx for two tasks: each must still count on
+    # an execution of its own (taking the other's frame for its own counted twice: 9, not 5)
+    import contextvars
+
+    async def child() -> None:
+        bump()
+        await asyncio.sleep(0)
+        bump()
+
+    async def main() -> None:
+        bump()
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        a = loop.create_task(child(), context=ctx)
+        b = loop.create_task(child(), context=ctx)
+        await a
+        await b
+        assert int(Hops.current().count) == 5
+
+    asyncio.run(main())
+    assert int(Hops.current().count) == 5

@@ -263,18 +263,22 @@ def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callab
                     or f.ex is None
                 ):
                     f = own_frame()
+                given = context is not None
                 if context is None:
                     context = _copy_context()
-                else:
-                    context.run(_frame_var.set, f)
             except Exception:
                 problem("asyncio branch")
                 return original(self, coro, name=name, context=context)
             task = JoiningTask(coro, loop=self, name=name, context=context)
             task._cp_ctx = context
-            task._cp_start = f
-            # transit.adopt(task, f.ex), inlined (the other fields are class defaults)
             parent = f.ex
+            if given:
+                # a context the caller chose may be shared by several tasks: the task gets a
+                # frame naming itself there, so that no task takes another's frame for its own
+                f = _t.Frame(f.baggage, task)
+                context.run(_frame_var.set, f)
+            task._cp_start = f
+            # transit.adopt(task, parent), inlined (the other fields are class defaults)
             task.creator = parent
             task.claimed = False
             parent.pending += 1  # type: ignore[union-attr]
