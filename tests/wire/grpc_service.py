@@ -38,6 +38,7 @@ from ctxplane.transit import context
 SERVICE = "ctxplane.test.Svc"
 KINDS = ("UU", "US", "SU", "SS")
 SLOW_SECONDS = 5.0
+SERVER_POOL = "svc-server-pool"  # the sync server's worker threads (a pool: grows to 4, stays)
 
 
 class Trip(Bag, index=251):
@@ -221,7 +222,7 @@ class SyncServer:
         credentials: Any = None,
         registered: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        self.pool = futures.ThreadPoolExecutor(4)
+        self.pool = futures.ThreadPoolExecutor(4, thread_name_prefix=SERVER_POOL)
         self.server = grpc.server(
             self.pool,
             handlers=list(handlers or [sync_handler()]),
