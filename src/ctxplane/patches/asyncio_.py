@@ -243,7 +243,7 @@ def _save(owner: Any, name: str) -> Any:
 
 
 def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callable[..., Any]:
-    own_frame = _t._own_execution  # own_frame() without the extra call
+    own_frame = _t.own_frame
 
     def create_task(
         self: Any, coro: Any, *, name: str | None = None, context: contextvars.Context | None = None
@@ -278,7 +278,8 @@ def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callab
                 f = _t.Frame(f.baggage, task)
                 context.run(_frame_var.set, f)
             task._cp_start = f
-            # transit.adopt(task, parent), inlined (the other fields are class defaults)
+            # the task's record: a fresh execution branched by ``parent`` (the other fields are
+            # class defaults)
             task.creator = parent
             task.claimed = False
             parent.pending += 1  # type: ignore[union-attr]

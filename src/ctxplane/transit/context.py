@@ -69,7 +69,6 @@ __all__ = [
     "Execution",
     "ExecutionRecord",
     "Frame",
-    "adopt",
     "branch",
     "branch_callback_context",
     "branch_context",
@@ -255,7 +254,8 @@ def current_execution() -> ExecutionRecord | None:
 
 
 def _own_execution() -> Frame:
-    # The current frame, made to name the running execution (created if there is none).
+    """The current frame, made to name the running execution (one is created for code that
+    has none yet). A parent calls this before it copies its context for a lazy child."""
     f = _get(_EMPTY_FRAME)
     ex = f.ex
     loop = _running_loop()
@@ -275,10 +275,7 @@ def _own_execution() -> Frame:
     return f
 
 
-def own_frame() -> Frame:
-    """The current frame, made to name the running execution (one is created for code that
-    has none yet). A parent calls this before it copies its context for a lazy child."""
-    return _own_execution()
+own_frame = _own_execution  # public name (patches bind it: no extra call on their hot path)
 
 
 def branch_context(ctx: contextvars.Context | None = None) -> tuple[contextvars.Context, Frame]:
@@ -307,23 +304,6 @@ def branch_callback_context(ctx: contextvars.Context) -> None:
         return
     parent = _exec_of(f)
     ctx.run(_set, Frame(f.baggage, Execution(parent)))
-
-
-def adopt(child: ExecutionRecord, parent: ExecutionRecord) -> None:
-    """Make ``child`` (a task that is its own execution record) a fresh execution branched by
-    ``parent`` (the ``ex`` of :func:`own_frame`). The child inherits the parent's frame."""
-    child.own = None
-    child.creator = parent
-    child.pending = 0
-    child.escaped = False
-    child.claimed = False
-    child.folded_into = None
-    parent.pending += 1
-
-
-def needs_branch() -> bool:
-    """Whether the current execution has anything a child must not share (fast path test)."""
-    return _get(_EMPTY_FRAME) is not _EMPTY_FRAME
 
 
 # Whether the running code can observe a child (installed by the asyncio patch): False inside
@@ -551,7 +531,6 @@ def join_returned(b: Baggage, folded: bytes | None = None) -> Baggage:
     response arrives), folding the callee's component ``folded`` (from :func:`foldable` on the
     callee's side) into the caller's own component. Returns the active baggage."""
     f = _get(_EMPTY_FRAME)
-    joined = f.baggage.join(b)
     # Only a component that is the callee's own can be folded: one the caller did not have
     # (a component it sent cannot be the callee's; the check may refuse a fold, never allow a
     # wrong one).
@@ -561,6 +540,8 @@ def join_returned(b: Baggage, folded: bytes | None = None) -> Baggage:
         # only the bags that brought the component back can hold it: rewrite just those
         within = _counters.bags_holding(b, folded)
         joined = _counters.fold_component(f.baggage.join(b), folded, own, within)
+    else:
+        joined = f.baggage.join(b)
     if joined is not f.baggage:
         _set(Frame(joined, f.ex))
     return joined
