@@ -48,6 +48,7 @@ from opentelemetry.propagators.textmap import (
     default_setter,
 )
 
+from ._report import problem
 from .baggage import Baggage
 from .config import Config
 from .transit import context as _transit
@@ -63,14 +64,9 @@ _KEY = _otel.create_key("ctxplane-baggage")
 _DECODE_CACHE_SIZE = 128
 _DECODE_CACHE_MAX_CHARS = 4096
 
-_problems_logged: set[str] = set()
-
-
 def _problem(where: str) -> None:
     """Log an unexpected error of ctxplane's own code (warning once, then debug)."""
-    level = logging.DEBUG if where in _problems_logged else logging.WARNING
-    _problems_logged.add(where)
-    logger.log(level, "ctxplane propagator %s failed; going on without it", where, exc_info=True)
+    problem(f"propagator {where}", logger.name, "going on without it")
 
 
 def _resolve(config: Config | None) -> Config:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import state, visit
 
-from ctxplane.patches import _util
+from ctxplane import _report
 from ctxplane.transit import context
 
 
@@ -23,9 +23,9 @@ def _broken(*args: Any, **kwargs: Any) -> Any:
 
 @pytest.fixture
 def faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    _util._reported.clear()
+    _report._reported.clear()
     yield monkeypatch
-    _util._reported.clear()
+    _report._reported.clear()
 
 
 def test_failing_task_join_keeps_results_and_exceptions(

@@ -3,23 +3,11 @@ report ctxplane's own failures without ever failing the application."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-# No logging call at import: the threading patch imports this module while ``logging`` itself
-# may still be importing (logging imports threading), so the logger is looked up when used.
-_reported: set[str] = set()
+from .._report import problem
 
-
-def problem(where: str) -> None:
-    """Log an unexpected error of ctxplane's own code at ``where`` (call it from an ``except``
-    block): a warning with the traceback the first time, debug after. The application goes
-    on as if ctxplane were not there for that operation."""
-    level = logging.DEBUG if where in _reported else logging.WARNING
-    _reported.add(where)
-    logging.getLogger("ctxplane.patches").log(
-        level, "ctxplane %s failed; the application goes on", where, exc_info=True
-    )
+__all__ = ["Originals", "problem"]
 
 
 class Originals:

@@ -85,6 +85,7 @@ from aiohttp import web_protocol as _web_protocol
 from aiohttp import web_response as _web_response
 from multidict import CIMultiDict
 
+from .._report import problem
 from ..baggage import Baggage
 from ..config import DEFAULT_HTTP_HEADER, Config
 from ..transit import context as _t
@@ -175,14 +176,9 @@ _serving: contextvars.ContextVar[tuple[Any, Baggage, Any] | None] = contextvars.
     "ctxplane_aiohttp_serving", default=None
 )
 
-_problems_logged: set[str] = set()
-
-
 def _problem(where: str) -> None:
     """Log an unexpected error of ctxplane's own code; the request always goes on."""
-    level = logging.DEBUG if where in _problems_logged else logging.WARNING
-    _problems_logged.add(where)
-    logger.log(level, "ctxplane aiohttp %s failed; the request goes on", where, exc_info=True)
+    problem(f"aiohttp {where}", logger.name, "the request goes on")
 
 
 # -- configuration ------------------------------------------------------------------------
