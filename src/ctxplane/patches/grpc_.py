@@ -913,15 +913,16 @@ def _with_fold(pair: tuple[tuple[str, Any], ...], ex: Any) -> tuple[tuple[str, A
     return pair if folded is None else (*pair, (_fold_key, encode_fold(folded)))
 
 
-def _send_back(context: Any, inbound: Baggage | None, final: Baggage, ex: Any = None) -> None:
-    """Put the handler's final baggage in the trailing metadata (if it changed), with the
-    fold marker when ``ex`` (the handler's execution) kept nothing back."""
+def _send_back(context: Any, inbound: Baggage | None, end: _t.Frame) -> None:
+    """Put the handler's final baggage (of its frame ``end``) in the trailing metadata (if it
+    changed), with the fold marker when the handler's execution kept nothing back."""
+    final = end.baggage
     if not final or final is inbound or final == inbound:
         return
     _, pair = _encoded(final)
     if pair is None:
         return
-    pair = _with_fold(pair, ex)
+    pair = _with_fold(pair, end.ex)
     try:
         md = context.trailing_metadata()
         if md:
@@ -982,7 +983,7 @@ def _sync_unary(fn: Callable[..., Any]) -> Callable[..., Any]:
             end = _fget()
             _freset(token)
             if end is not start:
-                _send_back(context, inbound, end.baggage, end.ex)
+                _send_back(context, inbound, end)
 
     return _like(behavior, fn)  # type: ignore[no-any-return]
 
@@ -1020,7 +1021,7 @@ class _ServerStream:
         if not self._done:
             self._done = True
             if end is not self._start:
-                _send_back(self._context, self._inbound, end.baggage, end.ex)
+                _send_back(self._context, self._inbound, end)
 
 
 def _sync_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -1035,7 +1036,7 @@ def _sync_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
         except BaseException:
             end = _fget()
             if end is not start:
-                _send_back(context, inbound, end.baggage, end.ex)
+                _send_back(context, inbound, end)
             raise
         else:
             end = _fget()
@@ -1060,7 +1061,7 @@ def _sync_non_blocking(fn: Callable[..., Any]) -> Callable[..., Any]:
             if response is None:
                 end = state[0] or _fget()
                 if end is not start:
-                    _send_back(context, inbound, end.baggage, end.ex)
+                    _send_back(context, inbound, end)
             send(response)
 
         token = _fset(start)
@@ -1188,7 +1189,7 @@ def _aio_coroutine(fn: Callable[..., Any]) -> Callable[..., Any]:
             if token is not None:
                 _freset(token)
             if end is not start and not proxy._ctxplane_statused:
-                _send_back(context, inbound, end.baggage, end.ex)
+                _send_back(context, inbound, end)
 
     return _like(behavior, fn)  # type: ignore[no-any-return]
 
@@ -1211,11 +1212,11 @@ def _aio_async_gen(fn: Callable[..., Any]) -> Callable[..., Any]:
         except BaseException:
             end = _fget()
             if end is not start and not proxy._ctxplane_statused:
-                _send_back(context, inbound, end.baggage, end.ex)
+                _send_back(context, inbound, end)
             raise
         end = _fget()
         if end is not start and not proxy._ctxplane_statused:
-            _send_back(context, inbound, end.baggage, end.ex)
+            _send_back(context, inbound, end)
 
     return _like(behavior, fn)  # type: ignore[no-any-return]
 
