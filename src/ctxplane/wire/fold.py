@@ -12,7 +12,8 @@ awaited child's. The server says so next to the baggage it returns:
 * gRPC: metadata ``<baggage key without -bin>-fold`` (``ctxplane-baggage-fold``);
 
 whose value is the component id in lowercase hex (16 characters). A caller folds it only if
-the returned baggage holds that component; a value that is not 16 hex characters is dropped
+the returned baggage holds that component and nothing the caller had did (a component the
+caller sent cannot be the server's own); a value that is not 16 hex characters is dropped
 (rate-limited warning and counter) and the baggage is joined without folding. Callers that do
 not know the marker ignore it and stay exact (the component is merged as any other).
 """
