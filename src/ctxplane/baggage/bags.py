@@ -26,7 +26,7 @@ from .fields import BagType, ElementType, FieldType, StructType, as_type
 from .lexvarint import encode_unsigned
 from .protocol import DATA_PREFIX, MAX_LEVEL, header_level, header_prefix
 
-__all__ = ["Bag", "Field", "Struct", "field", "registered_bags"]
+__all__ = ["RESERVED_INDICES", "Bag", "Field", "Struct", "field", "registered_bags"]
 
 
 class _Node:
@@ -582,10 +582,38 @@ def _relevel(atoms: tuple[bytes, ...], src: int, level: int) -> tuple[bytes, ...
     return tuple(out)
 
 
+RESERVED_INDICES: dict[int, str] = {200: "ctxplane.wire.tracecontext.TraceContextBag"}
+"""Level-0 bag indices ctxplane's own bags use, with the class each is for."""
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def register(cls: type[Bag], index: int) -> None:
-    """Register a bag class at level-0 index ``index`` (re-registering replaces)."""
+    """Register a bag class at level-0 index ``index``.
+
+    Two classes cannot share an index (each would read and overwrite the other's atoms):
+    registering a second one raises :class:`TypeError` naming both, as does registering at an
+    index in :data:`RESERVED_INDICES` a class other than the one it is reserved for. The same
+    class defined again (a module reloaded, a ``.bb`` source compiled again: same module and
+    qualified name) replaces the first.
+    """
     if not 0 <= index <= 0xFFFFFFFF:
         raise ValueError(f"bag index {index} is not an unsigned 32-bit index")
+    name = _qualified(cls)
+    owner = RESERVED_INDICES.get(index)
+    if owner is not None and owner != name:
+        raise TypeError(
+            f"bag index {index} is reserved for {owner}: {name} needs another index "
+            f"(reserved: {sorted(RESERVED_INDICES)}; see ctxplane.baggage.registered_bags())"
+        )
+    other = _REGISTRY.get(index)
+    if other is not None and other is not cls and _qualified(other) != name:
+        raise TypeError(
+            f"bag index {index} is taken: {name} and {_qualified(other)} cannot share it; "
+            f"give one of them another index (indices in use: {sorted(_REGISTRY)})"
+        )
     type.__setattr__(cls, "bag_index", index)
     type.__setattr__(cls, "_bag_header", bytes((header_prefix(0),)) + encode_unsigned(index))
     _REGISTRY[index] = cls
