@@ -57,7 +57,9 @@ class Trace:
         """The events of one trace."""
         return Trace([r for r in self.records if r["trace"] == trace])
 
-    def find(self, label: str | None = None, type: str | None = None, **attrs: Any) -> list[Record]:  # noqa: A002
+    def find(
+        self, label: str | None = None, type: str | None = None, **attrs: Any
+    ) -> list[Record]:
         """Events with this label and/or type whose ``attrs`` include ``attrs``."""
         out = []
         for r in self.records:
@@ -71,7 +73,7 @@ class Trace:
             out.append(r)
         return out
 
-    def one(self, label: str | None = None, type: str | None = None, **attrs: Any) -> Record:  # noqa: A002
+    def one(self, label: str | None = None, type: str | None = None, **attrs: Any) -> Record:
         """The one event matching (see :meth:`find`); fails the test otherwise."""
         found = self.find(label, type, **attrs)
         assert len(found) == 1, f"{len(found)} events match label={label!r} type={type!r} " \

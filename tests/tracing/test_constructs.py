@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import threading
-from typing import Any
 
 import pytest
 
@@ -108,7 +107,7 @@ def test_wait_then_result(ctxplane_trace: TraceRecorder) -> None:
     async def main() -> None:
         with ctxplane.span("root"):
             tasks = [asyncio.create_task(achild(i)) for i in range(N)]
-            done, pending = await asyncio.wait(tasks)
+            _, pending = await asyncio.wait(tasks)
             assert not pending
             for task in tasks:
                 task.result()
