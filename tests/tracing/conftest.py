@@ -20,9 +20,9 @@ def fresh_baggage() -> Iterator[None]:
 
 @pytest.fixture(scope="session", autouse=True)
 def patched() -> Iterator[None]:
-    from ctxplane.patches import aiohttp_, asyncio_, futures, multiprocessing_, threading_
+    from ctxplane.patches import aiohttp_, asyncio_, futures, grpc_, multiprocessing_, threading_
 
-    ps = (asyncio_, threading_, futures, multiprocessing_, aiohttp_)
+    ps = (asyncio_, threading_, futures, multiprocessing_, aiohttp_, grpc_)
     for p in ps:
         p.patch()
     yield

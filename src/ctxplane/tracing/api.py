@@ -40,6 +40,7 @@ __all__ = [
     "event",
     "is_on",
     "new_trace",
+    "rpc_server_enter",
     "sampler",
     "send",
     "server_enter",
@@ -47,6 +48,7 @@ __all__ = [
     "span_end",
     "start",
     "stop",
+    "traceparent",
 ]
 
 logger = logging.getLogger("ctxplane.tracing")
@@ -126,7 +128,11 @@ def _root() -> bool:
 # -- spans ------------------------------------------------------------------------------------
 
 
-def _open(name: str, kind: str, attrs: dict[str, Any] | None, parent: int = -1) -> Span | None:
+def _open(
+    name: str, kind: str, attrs: dict[str, Any] | None, parent: int = -1, inner: bool = True
+) -> Span | None:
+    # ``inner``: the span becomes the open span of the running code (its events are in it);
+    # a client span is a leaf (calls made at once from one task are siblings, not nested).
     sid = _rand(64) or 1
     cur = _span_var.get(None)
     if parent < 0:
@@ -134,7 +140,8 @@ def _open(name: str, kind: str, attrs: dict[str, Any] | None, parent: int = -1) 
     if not _record("span-start", name, attrs, (sid, parent, kind), sid):
         return None
     sp = Span(sid, name, kind, None)
-    sp.token = _span_var.set(sp)
+    if inner:
+        sp.token = _span_var.set(sp)
     return sp
 
 
@@ -185,7 +192,28 @@ def client_start(name: str, attrs: dict[str, Any] | None) -> Span | None:
     open the client span when the trace is sampled (None otherwise)."""
     if not _root():
         return None
-    return _open(name, "client", attrs)
+    return _open(name, "client", attrs, -1, False)
+
+
+def rpc_server_enter(
+    name: str, attrs: dict[str, Any] | None, parent_span: str | None
+) -> Span | None:
+    """In an RPC handler's execution whose baggage came in the call (gRPC): honour the trace
+    context it brought (decide at the edge if none), name the execution unit, and open the
+    server span (None when not sampled). ``parent_span``: the caller's span id, if known."""
+    if not _root():
+        return None
+    f = _t.own_frame()
+    _r.new_eu(f.ex, "handler", name)
+    return _open(name, "server", attrs, int(parent_span, 16) if parent_span else 0)
+
+
+def traceparent(sp: Span) -> str:
+    """The W3C ``traceparent`` naming ``sp`` as the parent (for carriers of W3C context)."""
+    tc = _t.current().get(_tc.TraceContextBag)
+    tp = tc.traceparent if tc is not None else None
+    trace = tp.trace_id if tp is not None else f"{_rand(128) or 1:032x}"
+    return f"00-{trace}-{sp.id:016x}-01"
 
 
 class span:
