@@ -86,9 +86,12 @@ def test_call_dag(ctxplane_trace: TraceRecorder) -> None:
 
 def test_server_error_status(ctxplane_trace: TraceRecorder) -> None:
     async def main() -> None:
-        async with serve({"/hello/{name}": hello}) as base, aiohttp.ClientSession() as s:
-            async with s.get(f"{base}/hello/boom") as r:
-                assert r.status == 500
+        async with (
+            serve({"/hello/{name}": hello}) as base,
+            aiohttp.ClientSession() as s,
+            s.get(f"{base}/hello/boom") as r,
+        ):
+            assert r.status == 500
 
     run(main())
     t = ctxplane_trace.trace()

@@ -158,9 +158,8 @@ def test_sync_future_dag(ctxplane_trace: TraceRecorder, sync_port: int) -> None:
 
 
 def test_sync_handler_error(ctxplane_trace: TraceRecorder, sync_port: int) -> None:
-    with grpc.insecure_channel(f"127.0.0.1:{sync_port}") as channel:
-        with pytest.raises(grpc.RpcError):
-            channel.unary_unary(f"/{SERVICE}/UU")(b"fail", timeout=10)
+    with grpc.insecure_channel(f"127.0.0.1:{sync_port}") as channel, pytest.raises(grpc.RpcError):
+        channel.unary_unary(f"/{SERVICE}/UU")(b"fail", timeout=10)
     t = ctxplane_trace.trace()
     ends = {r["span"]: r for r in t.find(type="span-end")}
     assert len(ends) == 2

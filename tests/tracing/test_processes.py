@@ -61,12 +61,11 @@ def check(t: Trace, n: int) -> None:
 
 
 def test_process_pool_executor(trace_file: Path) -> None:
-    with cf.ProcessPoolExecutor(2, mp_context=FORK) as pool:
-        with ctxplane.span("root"):
-            futs = [pool.submit(work, i) for i in range(2)]
-            for f in futs:
-                f.result()
-            ctxplane.event("after")
+    with cf.ProcessPoolExecutor(2, mp_context=FORK) as pool, ctxplane.span("root"):
+        futs = [pool.submit(work, i) for i in range(2)]
+        for f in futs:
+            f.result()
+        ctxplane.event("after")
     from ctxplane.tracing import recorder
 
     recorder.flush()
