@@ -6,105 +6,22 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
-from typing import Any
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-from otlp_receivers import closed_port_endpoint, grpc_receiver, http_receiver
-from records import Record, TraceBuilder, checkout_trace
+from otlp_support import (
+    attributes,
+    batches,
+    check_checkout,
+    closed_port_endpoint,
+    grpc_receiver,
+    http_receiver,
+    spans_by_id,
+)
+from records import TraceBuilder, checkout_trace
 
 from ctxplane.tracing.otlp import OtlpSink
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def value(v: AnyValue) -> Any:
-    """A Python value from an OTLP AnyValue."""
-    kind = v.WhichOneof("value")
-    if kind == "array_value":
-        return [value(x) for x in v.array_value.values]
-    return getattr(v, kind) if kind else None
-
-
-def attributes(kvs: Sequence[KeyValue]) -> dict[str, Any]:
-    return {kv.key: value(kv.value) for kv in kvs}
-
-
-def spans_by_id(
-    requests: Sequence[ExportTraceServiceRequest],
-) -> dict[str, tuple[dict[str, Any], Span]]:
-    """span id (hex) -> (its resource's attributes, the span), over every request."""
-    found: dict[str, tuple[dict[str, Any], Span]] = {}
-    for request in requests:
-        for rs in request.resource_spans:
-            for ss in rs.scope_spans:
-                assert ss.scope.name == "ctxplane"
-                for span in ss.spans:
-                    assert span.span_id.hex() not in found, "a span exported twice"
-                    found[span.span_id.hex()] = (attributes(rs.resource.attributes), span)
-    return found
-
-
-def batches(records: Sequence[Record], size: int) -> Iterator[list[Record]]:
-    for first in range(0, len(records), size):
-        yield list(records[first : first + size])
-
-
-def check_checkout(requests: Sequence[ExportTraceServiceRequest], ids: dict[str, str]) -> None:
-    """What a receiver must have got for ``checkout_trace()``."""
-    spans = spans_by_id(requests)
-    assert sorted(spans) == sorted(ids.values())
-    names = {v: k for k, v in ids.items()}
-    trace = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
-    for _, span in spans.values():
-        assert span.trace_id == trace
-    (front, root), (pay_res, pay) = spans[ids["root"]], spans[ids["pay"]]
-    assert front == {
-        "service.name": "frontend", "service.version": "1.2.0", "service.namespace": "shop",
-        "process.pid": 100, "telemetry.sdk.language": "python",
-    }
-    assert pay_res == {"service.name": "payments", "process.pid": 200,
-                       "telemetry.sdk.language": "python"}
-    assert {names[k]: r["service.name"] for k, (r, _) in spans.items()} == {
-        "root": "frontend", "reserve": "frontend", "charge": "frontend", "pay": "payments"}
-    # structure: parents, kinds, names, times
-    parent = {names[k]: names.get(s.parent_span_id.hex()) for k, (_, s) in spans.items()}
-    assert parent == {"root": None, "reserve": "root", "charge": "root", "pay": "charge"}
-    kind = {names[k]: s.kind for k, (_, s) in spans.items()}
-    assert kind == {"root": Span.SPAN_KIND_SERVER, "reserve": Span.SPAN_KIND_INTERNAL,
-                    "charge": Span.SPAN_KIND_CLIENT, "pay": Span.SPAN_KIND_SERVER}
-    assert root.name == "GET /checkout" and pay.name == "POST /pay"
-    assert root.end_time_unix_nano - root.start_time_unix_nano == 16_000
-    # links: the other predecessors of the joins, marked as such
-    links = {names[k]: sorted(names[ln.span_id.hex()] for ln in s.links)
-             for k, (_, s) in spans.items()}
-    assert links == {"root": ["charge", "reserve"], "reserve": [], "charge": ["pay"], "pay": []}
-    for link in root.links:
-        assert link.trace_id == trace
-        assert attributes(link.attributes) == {"ctxplane.link.type": "join_predecessor"}
-    # span events: the events recorded in each span, with their type and attributes
-    events = {names[k]: [(e.name, attributes(e.attributes)["ctxplane.event.type"])
-                         for e in s.events] for k, (_, s) in spans.items()}
-    assert events == {
-        "root": [("reserve", "fork"), ("charge", "fork"), ("join", "join")],
-        "reserve": [("reserved", "user")],
-        "charge": [("Pay", "send"), ("Pay reply", "receive")],
-        "pay": [("authorize", "user"), ("Pay reply", "send")],
-    }
-    reserved = spans[ids["reserve"]][1].events[0]
-    assert attributes(reserved.attributes)["items"] == 3
-    assert attributes(reserved.attributes)["skus"] == ["a", "b"]
-    # status and attributes
-    assert pay.status.code == Status.STATUS_CODE_ERROR
-    assert attributes(pay.attributes)["error.type"] == "CardDeclined"
-    assert root.status.code == Status.STATUS_CODE_OK
-    assert attributes(root.attributes) == {
-        "http.request.method": "GET", "http.route": "/checkout",
-        "http.response.status_code": 200, "thread.name": "MainThread",
-    }
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])

@@ -103,7 +103,7 @@ class SpanAssembler:
         self._max_open = max_open_spans
         self._open: dict[tuple[str, str], _OpenSpan] = {}
         self._max_events = max_event_map
-        self._event_span: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._event_span: OrderedDict[tuple[str, str], tuple[str, Any]] = OrderedDict()
         self._resources: dict[tuple[Any, ...], Resource] = {}
         self.counts: Counter[str] = Counter()
 
@@ -116,10 +116,11 @@ class SpanAssembler:
         return owner if isinstance(owner, str) else None
 
     def note(self, record: Mapping[str, Any]) -> None:
-        """Remember which span the record's event belongs to (for links at later joins)."""
+        """Remember the span and the execution unit of the record's event (for links at later
+        joins)."""
         owner, event, trace = self.owner(record), record.get("id"), record.get("trace")
         if owner and isinstance(event, str) and isinstance(trace, str):
-            self._event_span[trace, event] = owner
+            self._event_span[trace, event] = (owner, record.get("eu"))
             if self._max_events is not None and len(self._event_span) > self._max_events:
                 self._event_span.popitem(last=False)  # the oldest event
 
@@ -195,14 +196,17 @@ class SpanAssembler:
         )
 
     def _link(self, span: _OpenSpan, record: Mapping[str, Any]) -> None:
-        """Links from ``span`` to the spans of the other predecessors of a join."""
+        """Links from ``span`` to the spans of the other predecessors of a join: the parents
+        from other execution units, in spans other than ``span`` and its structural parent."""
         parents = record.get("parents") or ()
         if len(parents) < 2:
             return
         own = f"{span.span_id:016x}"
         for parent in parents:
-            other = self._event_span.get((record["trace"], parent))
-            if other is None or other in (own, span.parent) or other in span.linked:
+            other, eu = self._event_span.get((record["trace"], parent), (None, None))
+            if other is None or eu == record.get("eu") or other in (own, span.parent):
+                continue
+            if other in span.linked:
                 continue
             try:
                 context = SpanContext(span.trace_id, _hex(other, 16), False, _SAMPLED)
