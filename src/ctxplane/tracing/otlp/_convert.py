@@ -77,6 +77,7 @@ def _attrs(record: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class _OpenSpan:
+    key: tuple[str, str]  # (trace, span) as the records spell them
     trace_id: int
     span_id: int
     parent: str | None  # hex id of the structural parent
@@ -150,13 +151,10 @@ class SpanAssembler:
                 self.counts["events_span_not_open"] += 1
             return None
         ts = int(record["ts"])
-        span.last_ts = max(span.last_ts, ts)
-        self._link(span, record)
         if kind == SPAN_END:
-            del self._open[trace, str(owner)]
-            span.attrs.update(_attrs(record))
-            code = _STATUS.get(record.get("status", "unset"), StatusCode.UNSET)
-            return self._readable(span, ts, Status(code))
+            return self._end(span, record, ts)
+        self._link(span, record)
+        span.last_ts = max(span.last_ts, ts)
         if kind != SPAN_START:
             attributes = _attrs(record)
             attributes[EVENT_TYPE_ATTRIBUTE] = str(kind)
@@ -165,6 +163,17 @@ class SpanAssembler:
             span.events.append(Event(str(name), self._bounded(attributes, event=True), ts))
             self.counts["events"] += 1
         return None
+
+    def _end(self, span: _OpenSpan, record: Mapping[str, Any], ts: int) -> ReadableSpan:
+        status = record.get("status", "unset")
+        code = _STATUS.get(status, StatusCode.UNSET) if isinstance(status, str) else None
+        if code is None:
+            raise ValueError(f"not a status: {status!r}")  # before the span leaves the table
+        attrs = _attrs(record)
+        self._link(span, record)
+        del self._open[span.key]
+        span.attrs.update(attrs)
+        return self._readable(span, ts, Status(code))
 
     def _start(self, record: Mapping[str, Any]) -> None:
         trace, span_hex = record["trace"], record["span"]
@@ -182,6 +191,7 @@ class SpanAssembler:
             attrs.setdefault("thread.name", record["thread"])
         ts = int(record["ts"])
         self._open[trace, span_hex] = _OpenSpan(
+            key=(trace, span_hex),
             trace_id=_hex(trace, 32),
             span_id=_hex(span_hex, 16),
             parent=parent,
@@ -201,10 +211,9 @@ class SpanAssembler:
         parents = record.get("parents") or ()
         if len(parents) < 2:
             return
-        own = f"{span.span_id:016x}"
         for parent in parents:
             other, eu = self._event_span.get((record["trace"], parent), (None, None))
-            if other is None or eu == record.get("eu") or other in (own, span.parent):
+            if other is None or eu == record.get("eu") or other in (span.key[1], span.parent):
                 continue
             if other in span.linked:
                 continue

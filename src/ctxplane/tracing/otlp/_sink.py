@@ -164,8 +164,13 @@ class OtlpSink:
             self._count("export_errors")
 
     def stats(self) -> dict[str, int]:
-        """Counters: records, spans exported / failed / dropped / unfinished, events placed or
-        not, invalid records, failed exports."""
+        """Counters (absent = 0): ``records`` taken, ``records_invalid``;
+        ``spans_exported``, ``spans_failed`` (in failed exports), ``export_failures`` (failed
+        exports), ``export_errors`` (ctxplane's own errors); ``spans_open`` now,
+        ``spans_dropped_table_full``, ``spans_unfinished`` (exported without their end),
+        ``span_starts_duplicate``, ``span_ends_unmatched``; ``events`` placed in spans,
+        ``events_without_span`` (not exportable to OTLP), ``events_span_not_open`` (their span
+        dropped or already exported); ``records_after_shutdown``."""
         with self._lock:
             counts = dict(self._assembler.counts)
             counts["spans_open"] = self._assembler.open_spans
