@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from otlp_support import (
     http_receiver,
     spans_by_id,
 )
-from records import TraceBuilder, checkout_trace
+from records import Record, TraceBuilder, checkout_trace
 
 from ctxplane.tracing.otlp import OtlpSink
 
@@ -125,19 +126,58 @@ def test_event_map_is_bounded() -> None:
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
-def test_receiver_down_counts_the_failure_and_raises_nothing(protocol: str) -> None:
+def test_receiver_down_counts_the_failure_and_raises_nothing(
+    protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
     trace, _ = checkout_trace()
     sink = OtlpSink.from_environ({
         "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
         "OTEL_EXPORTER_OTLP_ENDPOINT": closed_port_endpoint(),
         "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
     })
-    sink.export(trace.records)
-    sink.shutdown()
+    with caplog.at_level(logging.WARNING, logger="ctxplane.tracing"):
+        sink.export(trace.records)
+        sink.export(eus_one_span())
+        sink.shutdown()
     stats = sink.stats()
-    assert stats["export_failures"] == 1
-    assert stats["spans_failed"] == 4
+    assert stats["export_failures"] == 2
+    assert stats["spans_failed"] == 5
     assert stats.get("spans_exported", 0) == 0
+    ours = [r for r in caplog.records if r.name == "ctxplane.tracing"]
+    assert len(ours) == 1  # rate-limited: one warning for both failures
+    assert "OTLP export of 4 spans failed" in ours[0].getMessage()
+
+
+def eus_one_span() -> list[Record]:
+    t = TraceBuilder()
+    eu = t.eu(service="one")
+    eu.span_start("one")
+    eu.span_end()
+    return t.records
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_signal_endpoint_and_compression_from_the_mapping(protocol: str) -> None:
+    """The traces endpoint is taken as it is (no /v1/traces added); gzip is used."""
+    t = TraceBuilder()
+    eu = t.eu(service="gz")
+    eu.span_start("zipped")
+    eu.span_end()
+    receiver = grpc_receiver if protocol == "grpc" else http_receiver
+    with receiver() as (endpoint, received):
+        path = "" if protocol == "grpc" else "/v1/traces"
+        sink = OtlpSink.from_environ({
+            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",  # overridden below
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint + path,
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "gzip",
+        })
+        sink.export(t.records)
+        sink.shutdown()
+    (_, span), = spans_by_id(received.requests).values()
+    assert span.name == "zipped"
+    if protocol == "http/protobuf":
+        assert received.headers[0]["Content-Encoding"] == "gzip"
 
 
 def test_bad_records_are_counted_not_raised() -> None:
