@@ -112,7 +112,8 @@ class OtlpSink:
         ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_PROTOCOL`` choose
         ``grpc`` (the default) or ``http/protobuf``; with ``os.environ``, the exporter reads
         every other variable itself; with another mapping, endpoint, headers, timeout,
-        compression and insecure come from it. Raises ``ValueError`` for another protocol.
+        compression and insecure come from it (certificates, credential providers and what
+        the mapping lacks, from ``os.environ``). Raises ``ValueError`` for another protocol.
         """
         protocol = _setting(
             environ, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, OTEL_EXPORTER_OTLP_PROTOCOL
