@@ -459,8 +459,20 @@ class Bag:
 
     @classmethod
     def current(cls) -> Any:
-        """This class's bag in the active baggage, or an empty instance (never None)."""
-        return cls.get() or cls()
+        """This class's bag in the active baggage, or an empty instance (never None).
+
+        The empty instance is ``overflowed`` when the bag may have been trimmed away entirely
+        on its way here (see :meth:`~ctxplane.baggage.Baggage.may_have_lost`).
+        """
+        from ..transit import context
+
+        baggage = context.current()
+        bag = baggage.get(cls)
+        if bag is not None:
+            return bag
+        if baggage.overflowed and baggage.may_have_lost(cls):
+            return cls()._flagged()
+        return cls()
 
     @classmethod
     def increment(cls, name: str, n: int = 1) -> Any:
