@@ -155,7 +155,7 @@ class Baggage:
                 bag = part if bag is None else bag.join(part)
             return bag
         node = parse_nodes(self._atoms, start + 1, end, 0, self._first_marker())
-        return cls._from_node(node)  # type: ignore[no-any-return]
+        return cls._from_node(node)
 
     def _has_duplicate(self, header: bytes, after: int) -> bool:
         try:
