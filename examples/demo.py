@@ -8,6 +8,10 @@
 Run it from anywhere with ``ctxplane-run python examples/demo.py``. Without ``ctxplane-run`` it
 runs too, but nothing joins back: the output says so. The app code has no ctxplane calls beyond
 declaring and using its bag (``visits.py``).
+
+Under ``ctxplane-run`` the demo is traced: every process of it (this one, the process-pool
+worker, the server) appends its events to one trace file, ``ctxplane-run -t PATH``'s or else
+``ctxplane-demo-trace.jsonl`` in the working directory; the last line names it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import os
 import sys
 import threading
 from pathlib import Path
@@ -34,6 +39,7 @@ def record(name: str) -> None:
     """Count one unit of work and add its name."""
     Visits.increment("count")
     Visits.add("where", name)
+    ctxplane.event("visit", name=name)  # an event of the trace (nothing when not traced)
 
 
 async def handler(i: int) -> None:
@@ -81,7 +87,10 @@ async def stop(server: asyncio.subprocess.Process) -> None:
 async def two_services() -> None:
     """Part 2: start server.py, run the client against it, stop the server whatever happens."""
     server = await asyncio.create_subprocess_exec(
-        sys.executable, str(HERE / "server.py"), stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        str(HERE / "server.py"),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "CTXPLANE_SERVICE_NAME": "demo-server"},
     )
     try:
         assert server.stdout is not None
@@ -101,16 +110,46 @@ async def two_services() -> None:
         print(f"nothing came back from the server{reason}")
 
 
+def start_trace() -> Path | None:
+    """Under ctxplane-run: the trace file of this run (``-t PATH``'s, else a fresh
+    ``ctxplane-demo-trace.jsonl`` here, which the server and the pool worker inherit)."""
+    if not ctxplane.is_active():
+        return None
+    from ctxplane import tracing
+
+    path = os.environ.get("CTXPLANE_TRACE_FILE", "")
+    if not path or not tracing.is_on():
+        path = str(Path.cwd() / "ctxplane-demo-trace.jsonl")
+        Path(path).unlink(missing_ok=True)
+        os.environ["CTXPLANE_TRACE_FILE"] = path
+        tracing.start([tracing.FileSink(path)], service="demo")
+    return Path(path)
+
+
+def trace_summary(path: Path) -> str:
+    """What the trace file holds, once every process has exited."""
+    from ctxplane import tracing
+
+    tracing.flush()
+    lines = [line for line in path.read_text().splitlines() if line]
+    pids = {line.split('"pid":', 1)[1].split(",", 1)[0] for line in lines if '"pid":' in line}
+    return f"trace: {path} ({len(lines)} events from {len(pids)} processes)"
+
+
 def main() -> int:
     """Run both parts, each bounded by DEADLINE; 0 on success, 1 if a part failed."""
+    trace = start_trace()
     try:
-        asyncio.run(asyncio.wait_for(one_process(), DEADLINE))
+        with ctxplane.span("demo: one process"):
+            asyncio.run(asyncio.wait_for(one_process(), DEADLINE))
         # The client starts from empty baggage, like a fresh request: a new context, not part
         # 1's baggage (asyncio.run joins a finished main task back into the caller).
         contextvars.Context().run(asyncio.run, asyncio.wait_for(two_services(), DEADLINE))
     except Exception as exc:
         print(f"demo failed: {exc!r}", file=sys.stderr)
         return 1
+    if trace is not None:
+        print(trace_summary(trace))
     return 0
 
 

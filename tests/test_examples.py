@@ -7,6 +7,7 @@ Run from a temporary working directory, since the README's command must work fro
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -70,6 +71,12 @@ def test_demo_under_ctxplane_run_gets_baggage_back_from_the_server(tmp_path: Pat
         in lines
     )
     assert "not active" not in done.stdout
+    # the demo is traced: every process of it appended to one trace file, named last
+    trace = tmp_path / "ctxplane-demo-trace.jsonl"
+    assert lines[-1].startswith(f"trace: {trace} (") and lines[-1].endswith(" from 3 processes)")
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert {r["service"] for r in records} == {"demo", "demo-server"}
+    assert len(records) == int(lines[-1].split("(")[1].split()[0])
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX sessions")
