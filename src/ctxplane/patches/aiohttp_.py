@@ -373,6 +373,8 @@ def _wrap_request(original: Callable[..., Coroutine[Any, Any, Any]]) -> Callable
 
 def _client_span(tr: Any, method: str, str_or_url: Any) -> Any:
     try:
+        if not tr.traced():  # not sampled: nothing allocated
+            return None
         url = URL(str_or_url)
         attrs: dict[str, Any] = {
             "http.request.method": method.upper(),
@@ -403,9 +405,6 @@ def _end_span(tr: Any, sp: Any, status: int, error: str | None, limit: int = 400
 
 async def _server_span(tr: Any, request: Any, handler: Any, tp: tuple[str, str, int],
                        edge: bool) -> Any:
-    if not tp[2] & 1:  # not sampled: honour it (drop any X-Trace bag), allocate nothing
-        tr.server_enter("", None, tp[0], None, False)
-        return None
     method = request.method
     attrs: dict[str, Any] = {"http.request.method": method, "url.path": request.path}
     name = method
@@ -512,7 +511,10 @@ async def _serve(
     sp = None
     if tr is not None and tp is not None:
         try:
-            sp = await _server_span(tr, request, handler, tp, edge)
+            if tp[2] & 1:
+                sp = await _server_span(tr, request, handler, tp, edge)
+            else:  # not sampled: honour it (drop any X-Trace bag), allocate nothing
+                tr.server_enter("", None, tp[0], None, False)
             initial = _current()  # the X-Trace bag added or removed, the span started
         except Exception:
             _problem("server span")

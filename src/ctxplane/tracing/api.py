@@ -48,6 +48,7 @@ __all__ = [
     "span_end",
     "start",
     "stop",
+    "traced",
     "traceparent",
 ]
 
@@ -185,6 +186,12 @@ def server_enter(
     _r.new_eu(f.ex, "handler", name)
     parent = int(parent_span, 16) if parent_span else 0
     return _open(name, "server", attrs, parent)
+
+
+def traced() -> bool:
+    """Whether the running code's trace is sampled, deciding at the edge when it has no trace
+    context yet (patches test it before building a span's attributes)."""
+    return _root()
 
 
 def client_start(name: str, attrs: dict[str, Any] | None) -> Span | None:

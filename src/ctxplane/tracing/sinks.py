@@ -25,6 +25,7 @@ class Sink(Protocol):
 
 
 _CHUNK = 1 << 16
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 
 
 class FileSink:
@@ -58,11 +59,11 @@ class FileSink:
         if not records:
             return
         fd = self._open()
-        dumps = json.dumps
+        encode = _encode
         chunk: list[bytes] = []
         size = 0
         for r in records:
-            line = (dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+            line = (encode(r) + "\n").encode()
             if size + len(line) > _CHUNK and chunk:
                 _write_all(fd, b"".join(chunk))
                 chunk, size = [], 0

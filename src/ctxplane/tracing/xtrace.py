@@ -69,21 +69,24 @@ def read(b: Baggage) -> tuple[int, tuple[int, ...], tuple[int, int]] | None:
         return None
     start, end = seg
     atoms = b.atoms
-    # the simple form: F1, one task atom, F2, parent atoms (any number), nothing else
+    # the simple form: F1, one task atom, then F2 and parent atoms (any number), or nothing
+    n = end - start
     if (
-        end - start >= 4
+        n >= 3
         and atoms[start + 1] == _F1
-        and atoms[start + 3] == _F2
+        and (n == 3 or (n >= 5 and atoms[start + 3] == _F2))
         and HEADER not in atoms[end:]
     ):
         t = atoms[start + 2]
         parents = atoms[start + 4 : end]
-        if len(t) == 9 and t[0] == 0 and all(len(p) == 9 and p[0] == 0 for p in parents):
-            return (
-                int.from_bytes(t[1:], "big"),
-                tuple(int.from_bytes(p[1:], "big") for p in parents),
-                seg,
-            )
+        if len(t) == 9 and t[0] == 0:
+            ids = []
+            for p in parents:
+                if len(p) != 9 or p[0] != 0:
+                    break
+                ids.append(int.from_bytes(p[1:], "big"))
+            else:
+                return int.from_bytes(t[1:], "big"), tuple(ids), seg
     bag = b.get(XTraceBaggage)
     if bag is None:
         return None
@@ -106,9 +109,12 @@ def replace(b: Baggage, seg: tuple[int, int], task: int, event: int) -> Baggage:
     return Baggage(atoms[:start] + content + atoms[end:])
 
 
-def with_task(b: Baggage, task: int, parents: frozenset[int] = frozenset()) -> Baggage:
-    """``b`` with a new X-Trace bag for ``task`` (a trace starts, or arrives without one)."""
-    return b.with_bag(XTraceBaggage(taskId=task, parentEventIds=parents))
+def with_task(b: Baggage, task: int) -> Baggage:
+    """``b`` with a new X-Trace bag for ``task`` and no parents yet (a trace starts, or
+    arrives without one): the reference's encoding of ``{taskId: task}``."""
+    if HEADER in b.atoms:
+        return b.with_bag(XTraceBaggage(taskId=task))
+    return b._insert_segment((HEADER, _F1, task_atom(task)))
 
 
 def without(b: Baggage) -> Baggage:
