@@ -102,26 +102,37 @@ def new_trace() -> tuple[str, str, int]:
     return tid, pid, FLAG_RANDOM | (FLAG_SAMPLED if sampled else 0)
 
 
+_unsampled: Any = None  # the last baggage found to carry an unsampled trace context
+
+
 def _root() -> bool:
     """Start a trace in the active baggage if it has no trace context (the edge); returns
-    whether the active baggage is now traced."""
+    whether the active baggage is now traced (sampled)."""
+    global _unsampled
     b = _t.current()
     if _HEADER in b.atoms:
         return True
+    if b is _unsampled:
+        return False
     tc = b.get(_tc.TraceContextBag)
-    tp = tc.traceparent if tc is not None else None
-    if tp is not None:  # decided upstream: honour the W3C sampled flag
-        if not tp.flags & FLAG_SAMPLED:
+    info = tc.trace if tc is not None else None
+    tid = info.trace_id if info is not None else b""
+    if info is not None and len(tid) == 16 and any(tid):  # decided upstream: honour its flag
+        if not int(info.flags) & FLAG_SAMPLED:
+            _unsampled = b
             return False
-        task = _x.task_of_trace(tp.trace_id)
-        _r.rec.traces[task] = tp.trace_id
+        trace = tid.hex()
+        task = _x.task_of_trace(trace)
+        _r.rec.traces[task] = trace
         _t.set_current(_x.with_task(b, task))
         return True
-    tid, pid, flags = new_trace()
-    b = _tc.inbound_ids(b.without(_tc.TraceContextBag) if tc is not None else b, tid, pid, flags)
+    tid_hex, pid, flags = new_trace()
+    if tc is not None:
+        b = b.without(_tc.TraceContextBag)
+    b = _tc.inbound_ids(b, tid_hex, pid, flags)
     if flags & FLAG_SAMPLED:
-        b = _x.with_task(b, _x.task_of_trace(tid))
-        _r.rec.traces[_x.task_of_trace(tid)] = tid
+        b = _x.with_task(b, _x.task_of_trace(tid_hex))
+        _r.rec.traces[_x.task_of_trace(tid_hex)] = tid_hex
     _t.set_current(b)
     return bool(flags & FLAG_SAMPLED)
 
