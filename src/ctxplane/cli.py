@@ -173,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_patch_names(settings)
     except UsageError as exc:
         return _fail(str(exc), 2)
+    trace = settings.get("CTXPLANE_TRACE_FILE")
+    if trace:  # one file for every process of the run, whatever their working directories
+        settings["CTXPLANE_TRACE_FILE"] = os.path.abspath(os.path.expanduser(trace))
     env = build_env(os.environ, settings)
     try:
         _exec(command, env)

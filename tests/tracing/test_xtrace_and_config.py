@@ -138,3 +138,25 @@ def test_run_t_writes_the_trace(tmp_path: Path) -> None:
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["label"] for r in records] == ["work", "inside", "work"]
     assert {r["service"] for r in records} == {"runner"}
+
+
+def test_ctxplane_run_t_relative_path_is_one_file_for_every_process(tmp_path: Path) -> None:
+    """``ctxplane-run -t rel.jsonl``: a child that changes directory still writes there."""
+    script = Path(sys.executable).parent / "ctxplane-run"
+    run = [str(script)] if script.exists() else [sys.executable, "-m", "ctxplane.cli"]
+    (tmp_path / "elsewhere").mkdir()
+    code = (
+        "import os, ctxplane\n"
+        "os.chdir('elsewhere')\n"
+        "with ctxplane.span('moved'):\n"
+        "    pass\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTXPLANE_")}
+    out = subprocess.run(
+        [*run, "-t", "rel.jsonl", sys.executable, "-c", code],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    labels = [json.loads(line)["label"] for line in (tmp_path / "rel.jsonl").read_text().split()]
+    assert labels == ["moved", "moved"]
+    assert not (tmp_path / "elsewhere" / "rel.jsonl").exists()
