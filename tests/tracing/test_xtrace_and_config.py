@@ -141,15 +141,15 @@ def test_run_t_writes_the_trace(tmp_path: Path) -> None:
 
 
 def test_ctxplane_run_t_relative_path_is_one_file_for_every_process(tmp_path: Path) -> None:
-    """``ctxplane-run -t rel.jsonl``: a child that changes directory still writes there."""
+    """``ctxplane-run -t rel.jsonl``: a child process started in another directory still
+    writes there."""
     script = Path(sys.executable).parent / "ctxplane-run"
     run = [str(script)] if script.exists() else [sys.executable, "-m", "ctxplane.cli"]
     (tmp_path / "elsewhere").mkdir()
     code = (
-        "import os, ctxplane\n"
-        "os.chdir('elsewhere')\n"
-        "with ctxplane.span('moved'):\n"
-        "    pass\n"
+        "import subprocess, sys\n"
+        "inner = 'import ctxplane\\nwith ctxplane.span(\"moved\"):\\n    pass\\n'\n"
+        "subprocess.run([sys.executable, '-c', inner], cwd='elsewhere', check=True)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTXPLANE_")}
     out = subprocess.run(
