@@ -71,8 +71,8 @@ class EU:
     """An execution unit as the recorder sees it: id, next sequence number, and the last
     baggage it wrote (so that its next event needs no parse)."""
 
-    __slots__ = ("ex", "id", "kind", "last_b", "last_id", "last_seg", "name", "prefix", "seq",
-                 "task", "thread")
+    __slots__ = ("ex", "head", "id", "kind", "last_b", "last_id", "name", "prefix", "seq",
+                 "tail", "task", "thread")
 
     def __init__(self, ex: Any, kind: str, name: str) -> None:
         self.ex = ex
@@ -83,7 +83,8 @@ class EU:
         self.thread = threading.current_thread().name
         self.last_b: Baggage | None = None
         self.last_id = 0
-        self.last_seg = (0, 0)
+        self.head: tuple[bytes, ...] = ()  # the atoms before the X-Trace parent atom...
+        self.tail: tuple[bytes, ...] = ()  # ...and after it, in last_b
         self.task = -1
         self.prefix: tuple[bytes, ...] = ()
 
@@ -273,10 +274,24 @@ def record(
     eu = _eu_get(None)
     if eu is None or eu.ex is not ex:
         eu = new_eu(ex)
-    if eu.last_b is b:
-        task = eu.task
+    if eu.last_b is b:  # the baggage this EU's last event wrote: no parse, no slicing
+        buf = rec.buf
+        if len(buf) >= rec.capacity:
+            rec.dropped += 1
+            return 0
         parents: tuple[int, ...] = (eu.last_id,)
-        start, end = eu.last_seg
+        eid = _rand(64) or 1
+        nb = _Baggage((*eu.head, b"\x00" + eid.to_bytes(8, "big"), *eu.tail))
+        eu.last_b = nb
+        eu.last_id = eid
+        _set(_Frame(nb, ex))
+        seq = eu.seq
+        eu.seq = seq + 1
+        if in_span is None:
+            sp = _span_get(None)
+            in_span = sp.id if sp is not None else 0
+        buf.append((eu, seq, typ, _now(), eu.task, eid, parents, label, attrs, in_span, extra))
+        return eid
     else:
         x = _read(b)
         if x is None:
@@ -294,11 +309,12 @@ def record(
     eid = _rand(64) or 1
     if start >= 0:
         atoms = b.atoms
-        nb = _Baggage(atoms[:start] + eu.prefix + (b"\x00" + eid.to_bytes(8, "big"),) + atoms[end:])
+        head = eu.head = atoms[:start] + eu.prefix
+        tail = eu.tail = atoms[end:]
+        nb = _Baggage((*head, b"\x00" + eid.to_bytes(8, "big"), *tail))
         # the bag is now the 5 atoms written here: the next event needs no parse
         eu.last_b = nb
         eu.last_id = eid
-        eu.last_seg = (start, start + 5)
     else:
         nb = _replace(b, (start, end), task, eid)
         eu.last_b = None
