@@ -282,6 +282,7 @@ def record(
         parents: tuple[int, ...] = (eu.last_id,)
         eid = _rand(64) or 1
         nb = _Baggage((*eu.head, b"\x00" + eid.to_bytes(8, "big"), *eu.tail))
+        _keep_parsed(b, nb)
         eu.last_b = nb
         eu.last_id = eid
         _set(_Frame(nb, ex))
@@ -312,6 +313,7 @@ def record(
         head = eu.head = atoms[:start] + eu.prefix
         tail = eu.tail = atoms[end:]
         nb = _Baggage((*head, b"\x00" + eid.to_bytes(8, "big"), *tail))
+        _keep_parsed(b, nb)
         # the bag is now the 5 atoms written here: the next event needs no parse
         eu.last_b = nb
         eu.last_id = eid
@@ -329,6 +331,18 @@ def record(
 
 
 rec = recorder
+_XTRACE = _x.XTraceBaggage
+
+
+def _keep_parsed(b: Baggage, nb: Baggage) -> None:
+    # nb differs from b in the X-Trace bag's atoms only: the other bags b has parsed already
+    # (the trace context, read by every outgoing call) stay valid; carry them over rather
+    # than parse them again for each event's new value
+    cache = b._bags
+    if cache:
+        kept = dict(cache)
+        kept.pop(_XTRACE, None)
+        nb._bags = kept
 
 
 def _learn_trace(b: Baggage, task: int) -> None:
