@@ -274,6 +274,8 @@ def _rpc_attrs(method: str) -> dict[str, Any]:
 
 def _traced_outbound(tr: Any, metadata: Any, inner: Any) -> tuple[Any, bytes | None] | None:
     try:
+        if not tr.traced():  # not sampled (decided here at the edge, or upstream)
+            return None
         method = _method_of(inner)
         sp = tr.client_start(method.lstrip("/") or "grpc", _rpc_attrs(method))
         if sp is None:
@@ -335,6 +337,8 @@ def _server_span(method: str, context: Any) -> Any:
     if tr is None:
         return None
     try:
+        if not tr.traced():  # not sampled: nothing allocated
+            return None
         parent = None
         md = context.invocation_metadata()
         for item in md or ():

@@ -226,7 +226,8 @@ class _AioMultiCallable:
         wait_for_ready: bool | None = None,
         compression: Any = None,
     ) -> Any:
-        if metadata is None and self._plain and _t.tracer is None:
+        tr = _t.tracer
+        if metadata is None and self._plain and (tr is None or not tr.traced()):
             metadata, sent = _aio_outbound()
         else:
             metadata, sent = _outbound(metadata, self._inner)
