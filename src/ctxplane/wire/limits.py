@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "InboundPolicy",
     "InboundSettings",
+    "check_atoms",
     "decode_inbound",
     "encode_outbound",
     "reject",
@@ -134,7 +135,9 @@ def reset_rejections() -> None:
         _rejections.suppressed = 0
 
 
-def _check_atoms(atoms: tuple[bytes, ...]) -> str | None:
+def check_atoms(atoms: tuple[bytes, ...]) -> str | None:
+    """What makes well-framed atoms malformed (an unknown prefix, a truncated bag index), or
+    None: what inbound baggage is dropped for after framing."""
     for atom in atoms:
         if atom < b"\x01":  # a data atom (prefix 0x00) or the overflow marker
             continue
@@ -174,7 +177,7 @@ def decode_inbound(data: bytes, policy: InboundPolicy, carrier: str = "baggage")
     if len(atoms) > policy.max_atoms:
         reject("too many atoms", f"{carrier}: {len(atoms)} atoms > {policy.max_atoms}")
         return None
-    problem = _check_atoms(atoms)
+    problem = check_atoms(atoms)
     if problem is not None:
         reject("malformed", f"{carrier}: {problem}")
         return None
