@@ -328,15 +328,25 @@ def test_tracestate_key_invalid(key: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["", "v", " v", "!~", "a b", "x" * 256, "".join(map(chr, range(0x21, 0x2C)))]
+    "value", ["v", " v", "!~", "a b", "x" * 256, "".join(map(chr, range(0x21, 0x2C)))]
 )
 def test_tracestate_value_valid(value: str) -> None:
     assert parse_tracestate([f"k={value}"]) == (("k", value),)
 
 
-@pytest.mark.parametrize("value", ["a=b", "x" * 257, "a\x7f", "a\x1f", "é", "a\nb"])
+@pytest.mark.parametrize(
+    "value", ["a=b", "x" * 257, "a\x7f", "a\x1f", "é", "a\nb", "", " ", "  "]
+)
 def test_tracestate_value_invalid(value: str) -> None:
     assert parse_tracestate([f"k={value}"]) is None
+
+
+def test_tracestate_member_with_empty_value_is_invalid() -> None:
+    # issue 8 point 6: value = 0*255(chr) nblk-chr, at least one non-blank character
+    assert parse_tracestate(["foo="]) is None
+    assert parse_tracestate(["a=1,foo=,b=2"]) is None  # one invalid member drops it all
+    with pytest.raises(ValueError):
+        with_entry((("a", "1"),), "foo", "")
 
 
 def test_tracestate_missing_equals_drops_all() -> None:
@@ -549,7 +559,7 @@ def test_prop_baggage_value_round_trip(value: str) -> None:
 
 
 _ts_keys = st.from_regex(r"[a-z0-9][a-z0-9_*/@-]{0,20}", fullmatch=True)
-_ts_values = st.from_regex(r"([ -+\--<>-~]{0,20}[!-+\--<>-~])?", fullmatch=True)
+_ts_values = st.from_regex(r"[ -+\--<>-~]{0,20}[!-+\--<>-~]", fullmatch=True)
 
 
 @given(st.lists(st.tuples(_ts_keys, _ts_values), max_size=32))
