@@ -18,13 +18,13 @@ import aiohttp
 import grpc
 import grpc.aio
 import pytest
+import wire_fixtures
 from aiohttp import web
 from grpc_service import SyncServer
 
 from ctxplane.baggage import COUNTER, Bag, Baggage, field
 from ctxplane.patches import aiohttp_, asyncio_, grpc_
 from ctxplane.transit import context
-from ctxplane.wire import limits
 from ctxplane.wire.fold import encode_fold, fold_key
 from ctxplane.wire.grpc import DEFAULT_METADATA_KEY, decode_metadata, encode_metadata
 from ctxplane.wire.http import decode_header, encode_header
@@ -64,22 +64,12 @@ def hostile(sent: Baggage | None, mode: str) -> tuple[Baggage, str | None]:
 
 @pytest.fixture(scope="module", autouse=True)
 def patched() -> Iterator[None]:
-    mods = (asyncio_, aiohttp_, grpc_)
-    was = [m.is_patched() for m in mods]
-    for m in mods:
-        m.patch()
-    yield
-    for m, w in zip(mods, was, strict=True):
-        if not w:
-            m.unpatch()
+    yield from wire_fixtures.patched(asyncio_, aiohttp_, grpc_)
 
 
 @pytest.fixture(autouse=True)
-def fresh_baggage() -> Iterator[None]:
-    token = context._frame.set(context.Frame(Baggage.empty()))
-    limits.reset_rejections()
-    yield
-    context._frame.reset(token)
+def fresh() -> Iterator[None]:
+    yield from wire_fixtures.fresh_state()
 
 
 # -- gRPC --------------------------------------------------------------------------------------
@@ -176,20 +166,12 @@ def test_http_response_with_a_max_component_never_raises_into_the_app(mode: str)
     async def go() -> Any:
         app = web.Application()
         app.router.add_get("/{mode}", _http_handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            async with aiohttp.ClientSession() as session:
-                for _ in range(3):
-                    before = hit()
-                    url = f"http://127.0.0.1:{runner.addresses[0][1]}/{mode}"
-                    async with session.get(url) as resp:
-                        assert await resp.text() == "ok"
-                    assert hit() >= before
-        finally:
-            await runner.cleanup()
+        async with wire_fixtures.serve(app) as base, aiohttp.ClientSession() as session:
+            for _ in range(3):
+                before = hit()
+                async with session.get(f"{base}{mode}") as resp:
+                    assert await resp.text() == "ok"
+                assert hit() >= before
         return context.get_bag(Hits).n  # type: ignore[union-attr]
 
     n = asyncio.run(go())

@@ -13,12 +13,12 @@ Real aiohttp servers on 127.0.0.1 (ephemeral ports), real clients, no mocks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
+import wire_fixtures
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -47,23 +47,13 @@ NOTE = encode_header(Baggage.of(Unrelated(note="keep me")))
 
 @pytest.fixture(scope="module", autouse=True)
 def patched() -> Iterator[None]:
-    mods = (asyncio_, aiohttp_)
-    was = [m.is_patched() for m in mods]
-    for m in mods:
-        m.patch()
-    yield
-    for m, w in zip(mods, was, strict=True):
-        if not w:
-            m.unpatch()
+    yield from wire_fixtures.patched(asyncio_, aiohttp_)
 
 
 @pytest.fixture(autouse=True)
 def fresh() -> Iterator[None]:
     aiohttp_.configure(Config())
-    limits.reset_rejections()
-    token = context._frame.set(context.Frame(Baggage.empty()))
-    yield
-    context._frame.reset(token)
+    yield from wire_fixtures.fresh_state()
     aiohttp_.configure(Config())
 
 
@@ -75,18 +65,6 @@ async def record(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/"
-    finally:
-        await runner.cleanup()
-
-
 def get(headers: Any) -> Baggage:
     """One GET to a fresh recording server; the baggage its handler started with."""
     seen.clear()
@@ -95,7 +73,7 @@ def get(headers: Any) -> Baggage:
         app = web.Application()
         app.router.add_get("/", record)
         async with (
-            serve(app) as url,
+            wire_fixtures.serve(app) as url,
             aiohttp.ClientSession() as s,
             s.get(url, headers=headers) as r,
         ):
@@ -167,7 +145,7 @@ def test_a_response_with_repeated_ctxplane_headers_is_not_joined() -> None:
         app = web.Application()
         app[aiohttp_.DISABLED] = True
         app.router.add_get("/", twice)
-        async with serve(app) as url, aiohttp.ClientSession() as s:
+        async with wire_fixtures.serve(app) as url, aiohttp.ClientSession() as s:
             async with s.get(url) as r:
                 assert r.status == 200 and len(r.headers.getall(HEADER)) == 2
             return context.current()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+import wire_fixtures
 from grpc_service import SyncServer, sync_call
 
 import ctxplane
@@ -33,10 +34,7 @@ GARBAGE = [
 
 @pytest.fixture(autouse=True)
 def fresh() -> Iterator[None]:
-    token = context._frame.set(context.Frame(Baggage.empty()))
-    limits.reset_rejections()
-    yield
-    context._frame.reset(token)
+    yield from wire_fixtures.fresh_state()
 
 
 @pytest.mark.parametrize("data", GARBAGE)
@@ -60,16 +58,17 @@ def test_the_same_bytes_on_the_wire_are_dropped_and_counted(data: bytes) -> None
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[SyncServer]:
-    was = grpc_.is_patched()
-    grpc_.patch()
+def patched() -> Iterator[None]:
+    yield from wire_fixtures.patched(grpc_)
+
+
+@pytest.fixture(scope="module")
+def server(patched: None) -> Iterator[SyncServer]:
     s = SyncServer()
     try:
         yield s
     finally:
         s.stop()
-        if not was:
-            grpc_.unpatch()
 
 
 @pytest.mark.parametrize("data", GARBAGE)
