@@ -486,7 +486,7 @@ def install(config: Config | None = None) -> None:
         specs = list(_selected.values())
     for spec in specs:
         _register_hook(spec.target, _hook_for(spec))
-        if spec.module not in sys.modules or _initializing(spec.module):
+        if spec.module not in sys.modules:
             _register_hook(spec.module, _patch_module_hook(spec))
 
 
