@@ -153,3 +153,14 @@ def test_a_response_with_repeated_ctxplane_headers_is_not_joined() -> None:
     b = asyncio.run(asyncio.wait_for(main(), 20))
     assert b.get(Unrelated) is None
     assert limits.rejections() == {"malformed": 1}
+
+
+def test_tracestate_over_the_byte_cap_is_dropped_and_counted() -> None:
+    aiohttp_.configure(Config(max_inbound_bytes=64))
+    long_state = ",".join(f"k{i}={'v' * 20}" for i in range(4))  # 99 bytes, 4 valid members
+    tc = get({"traceparent": TP, "tracestate": long_state}).get(TraceContextBag)
+    assert tc is not None and tc.traceparent is not None  # the trace goes on
+    assert tc.tracestate == ()
+    assert limits.rejections() == {"too large": 1}
+    short = get({"traceparent": TP, "tracestate": "a=1"}).get(TraceContextBag)
+    assert short is not None and short.tracestate == (("a", "1"),)

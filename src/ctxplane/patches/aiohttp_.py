@@ -102,7 +102,6 @@ from ..wire.w3c import (
     TRACESTATE,
     format_tracestate,
     parse_traceparent,
-    parse_tracestate,
 )
 from ._util import Originals
 
@@ -419,7 +418,7 @@ def _inbound(headers: Any, s: _Settings) -> Baggage:
             if tp is not None:
                 tsv = headers.getall(TRACESTATE, ())
                 if tsv:
-                    ts = parse_tracestate(tsv) or ()
+                    ts = _tc.inbound_tracestate(tsv, s.policy)
         bgv = headers.getall(BAGGAGE, ())
         if bgv:
             members = _tc.inbound_members(bgv, s.policy)

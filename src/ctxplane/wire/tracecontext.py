@@ -76,6 +76,7 @@ __all__ = [
     "inbound",
     "inbound_ids",
     "inbound_members",
+    "inbound_tracestate",
     "remove_w3c_baggage",
     "request_wire",
     "response_delta",
@@ -340,6 +341,18 @@ def inbound_members(
             f"(caps: {max_members} members, {max_bytes} bytes)",
         )
     return members
+
+
+def inbound_tracestate(values: Sequence[str], policy: InboundPolicy = DEFAULT_POLICY) -> TraceState:
+    """The members of inbound ``tracestate`` header values; empty when they are not valid
+    (:func:`~ctxplane.wire.w3c.parse_tracestate`) or hold more than ``policy.max_bytes``
+    (dropped whole and counted, as the members are one value in the bag)."""
+    ts = parse_tracestate(values) or ()
+    size = sum(len(k) + len(v) + 2 for k, v in ts) - 1
+    if size > policy.max_bytes:
+        reject("too large", f"tracestate: {size} bytes > {policy.max_bytes}")
+        return ()
+    return ts
 
 
 
