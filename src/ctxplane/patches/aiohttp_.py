@@ -30,8 +30,8 @@ code that imported ``web.Application`` or ``ClientSession`` before activation is
     starts a new trace; ``w3c-only`` keeps only the W3C headers; the allowlist filters ctxplane
     bags, not W3C headers), adds the W3C context (:mod:`ctxplane.wire.tracecontext`;
     a missing or invalid ``traceparent`` starts a new trace and drops ``tracestate``; W3C
-    baggage members only as far as the inbound caps admit,
-    :func:`~ctxplane.wire.tracecontext.inbound_members`), and
+    baggage members and ``tracestate`` only as far as the inbound caps admit,
+    :func:`~ctxplane.wire.tracecontext.inbound_members`, ``inbound_tracestate``), and
     makes the result the active baggage of a new execution (own counter component) for the
     handler. It is restored when the request is done, so the connection's loop, which awaits
     the request task, joins nothing (keep-alive connections do not accumulate baggage).
