@@ -37,7 +37,7 @@ FOLD_KEY = fold_key(DEFAULT_METADATA_KEY)
 METHOD = "/ctxplane.test.Hostile/Call"
 
 
-class Hits(Bag, index=250):
+class Hits(Bag, index=255):
     """One counter the caller increments before and after each call."""
 
     n = field(1, COUNTER)
