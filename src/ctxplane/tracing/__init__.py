@@ -15,6 +15,8 @@ _LAZY: dict[str, str] = {
     # -- reading traces back (viewer, critical path, export) --
     "critical_path": ".analysis",
     "load_traces": ".reader",
+    "aligned_times": ".analysis",
+    "CriticalPath": ".analysis",
     # -- recording (events, spans, sampling, exporters) --
 }
 

@@ -1,0 +1,171 @@
+"""The critical path on the happens-before DAG: hand-built DAGs with known answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tracegen import BASE_NS, TraceBuilder, random_trace
+
+from ctxplane.tracing import critical_path, load_traces
+from ctxplane.tracing.analysis import aligned_times
+from ctxplane.tracing.reader import Trace
+
+MS = 1_000_000
+
+
+def _load(b: TraceBuilder, tmp_path: Path) -> Trace:
+    [trace] = load_traces(b.write(tmp_path / "t.jsonl", shuffle=True))
+    return trace
+
+
+def test_single_eu_is_its_own_path(tmp_path: Path) -> None:
+    b = TraceBuilder()
+    eu = b.eu("main", kind="main")
+    ids = [eu.event("start", 0), eu.event("user", 1), eu.event("user", 3), eu.event("end", 6)]
+    path = critical_path(_load(b, tmp_path))
+    assert path.ids == tuple(ids)
+    assert [s.duration_ns for s in path.steps] == [1 * MS, 2 * MS, 3 * MS]
+    assert path.duration_ns == 6 * MS
+
+
+@pytest.mark.parametrize("slowest", [0, 1, 2])
+def test_join_the_slowest_branch_decides(tmp_path: Path, slowest: int) -> None:
+    """gather of three tasks: the path leaves main at the slowest task's fork, runs through
+    that task and comes back at the join; the other tasks are off the path."""
+    b = TraceBuilder(seed=slowest)
+    main = b.eu("main", kind="main")
+    start = main.event("start", 0)
+    forks, ends, tasks = [], [], []
+    for i in range(3):
+        fork = main.event("fork", 1 + i)
+        task = b.eu(f"Task-{i}", after=fork)
+        t0 = task.event("start", 1.5 + i)
+        t_end = task.event("end", 30 if i == slowest else 10 + i)
+        forks.append(fork)
+        tasks.append((t0, t_end))
+        ends.append(t_end)
+    join = main.event("join", 31, joins=ends)
+    end = main.event("end", 32)
+    path = critical_path(_load(b, tmp_path))
+    assert path.ids == (start, *forks[: slowest + 1], *tasks[slowest], join, end)
+    assert path.duration_ns == 32 * MS
+    by_eu = path.time_by_eu()
+    trace_eus = {e.eu for e in path.events}
+    assert len(trace_eus) == 2
+    assert sum(by_eu.values()) == 32 * MS - (0.5 * MS) - 1 * MS  # minus the two cross-EU steps
+
+
+def test_own_work_longer_than_the_joined_branch_keeps_the_path_home(tmp_path: Path) -> None:
+    b = TraceBuilder()
+    main = b.eu("main", kind="main")
+    start = main.event("start", 0)
+    fork = main.event("fork", 1)
+    task = b.eu("Task-1", after=fork)
+    task.event("start", 1.2)
+    t_end = task.event("end", 2)  # done long before main looks
+    work = main.event("user", 9, "own work")
+    join = main.event("join", 10, joins=[t_end])
+    path = critical_path(_load(b, tmp_path))
+    assert path.ids == (start, fork, work, join)
+
+
+def _fan_out(skews: tuple[float, float, float]) -> tuple[TraceBuilder, dict[str, str]]:
+    """main forks three tasks; each calls its own service; db-1's handler is the slowest and
+    itself forks a thread it joins. Every service has its own clock (``skews`` in ms)."""
+    b = TraceBuilder(seed=42)
+    ids: dict[str, str] = {}
+    main = b.eu("main", kind="main")
+    ids["start"] = main.event("start", 0)
+    replies = []
+    for i, (work, skew) in enumerate(zip((5, 12, 8), skews, strict=True)):
+        b.process(f"db-{i}", 300 + i, skew_ms=skew)
+        fork = main.event("fork", 1 + 0.1 * i)
+        ids[f"fork{i}"] = fork
+        task = b.eu(f"Task-{i}", after=fork)
+        ids[f"task{i}"] = task.event("start", 1.05 + 0.1 * i)
+        ids[f"send{i}"] = task.event("send", 1.5 + 0.1 * i, "GET /q")
+        handler = b.eu("GET /q", service=f"db-{i}", pid=300 + i, kind="handler",
+                       after=ids[f"send{i}"])
+        ids[f"recv{i}"] = handler.event("receive", 2 + 0.1 * i)
+        if i == 1:
+            ids["hfork"] = handler.event("fork", 3)
+            worker = b.eu("pool-0", service="db-1", pid=301, kind="thread", thread="pool-0",
+                          after=ids["hfork"])
+            ids["w0"] = worker.event("start", 3.1)
+            ids["w1"] = worker.event("end", 2 + work - 1)
+            ids["hjoin"] = handler.event("join", 2 + work - 0.5, joins=[ids["w1"]])
+        ids[f"hend{i}"] = handler.event("end", 2 + 0.1 * i + work)
+        ids[f"reply{i}"] = task.event("receive", 2.5 + 0.1 * i + work, "200",
+                                      joins=[ids[f"hend{i}"]])
+        ids[f"tend{i}"] = task.event("end", 2.6 + 0.1 * i + work)
+        replies.append(ids[f"tend{i}"])
+    ids["join"] = main.event("join", 20, joins=replies)
+    ids["end"] = main.event("end", 21)
+    return b, ids
+
+
+@pytest.mark.parametrize(
+    "skews", [(0.0, 0.0, 0.0), (3_600_000.0, -1_800_000.0, 2_000.0), (-5.0, 40.0, 9_999.0)]
+)
+def test_rpc_fan_out_whatever_the_clocks(tmp_path: Path, skews: tuple[float, float, float]) -> None:
+    """The slowest RPC (db-1, with its own fork/join inside) is on the path, whatever the
+    clocks of the three servers say: a server an hour ahead does not win for being late."""
+    b, ids = _fan_out(skews)
+    path = critical_path(_load(b, tmp_path))
+    names = {v: k for k, v in ids.items()}
+    assert [names[i] for i in path.ids] == [
+        "start", "fork0", "fork1", "task1", "send1", "recv1", "hfork", "w0", "w1", "hjoin",
+        "hend1", "reply1", "tend1", "join", "end",
+    ]
+    assert path.duration_ns == 21 * MS  # first and last events are on main's own clock
+
+
+def test_aligned_times_undo_the_skews(tmp_path: Path) -> None:
+    b, _ = _fan_out((3_600_000.0, -1_800_000.0, 2_000.0))
+    trace = _load(b, tmp_path)
+    times = aligned_times(trace)
+    for eid, true_ms in b.true_ms.items():
+        # the network time of each call (0.5 ms each way here) is split evenly
+        assert abs(times[eid] - (BASE_NS + true_ms * MS)) <= 0.5 * MS
+
+
+@pytest.mark.parametrize("outlives", [True, False])
+def test_fork_with_no_join(tmp_path: Path, outlives: bool) -> None:
+    """A fire-and-forget task is on the path only if it is what ended last."""
+    b = TraceBuilder()
+    main = b.eu("main", kind="main")
+    start = main.event("start", 0)
+    fork = main.event("fork", 1)
+    bg = b.eu("background", after=fork)
+    bg_start = bg.event("start", 1.5)
+    bg_end = bg.event("end", 50 if outlives else 3)
+    end = main.event("end", 10)
+    path = critical_path(_load(b, tmp_path))
+    assert path.ids == ((start, fork, bg_start, bg_end) if outlives else (start, fork, end))
+
+
+def test_empty_trace_has_an_empty_path() -> None:
+    path = critical_path(Trace("0" * 32, []))
+    assert path.events == () and path.duration_ns == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_traces_path_invariants(tmp_path: Path, seed: int) -> None:
+    """On random multi-service traces: the path is a chain of DAG edges from a source to the
+    last event, each step goes to the latest parent, and aligned times are near the truth."""
+    b = random_trace(2_000, services=4, seed=seed)
+    trace = _load(b, tmp_path)
+    times = aligned_times(trace)
+    path = critical_path(trace, times)
+    first, last = path.events[0], path.events[-1]
+    assert not [p for p in first.parents if p in trace.by_id]
+    assert times[last.id] == max(times.values())
+    for step in path.steps:
+        assert step.src.id in step.dst.parents
+        latest = max(times[p] for p in step.dst.parents if p in trace.by_id)
+        assert times[step.src.id] == latest
+    assert path.duration_ns == times[last.id] - times[first.id]
+    for e in trace.events:
+        assert all(times[p] <= times[e.id] for p in e.parents)
+        assert abs(times[e.id] - (BASE_NS + b.true_ms[e.id] * MS)) <= 2 * MS

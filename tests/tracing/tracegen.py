@@ -1,0 +1,249 @@
+"""Trace files for tests, built from the trace-file schema (``docs/trace-format.md``).
+
+``TraceBuilder`` builds a DAG by hand: EUs in processes, each EU's events chained by ``seq``,
+forks (``b.eu(..., after=event)``), joins (``eu.event(..., joins=[...])``) and RPCs across
+processes. Times are given in milliseconds of *true* time; each process records them on its
+own clock (``skew_ms`` per process), as real processes do. ``random_trace`` builds a large
+multi-service trace with the same builder (forks, fan-out joins, RPCs, spans, fire-and-forget).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BASE_NS = 1_760_000_000_000_000_000  # an epoch time in ns: 2025-10-09
+
+
+@dataclass
+class Process:
+    service: str
+    pid: int
+    skew_ms: float = 0.0
+
+
+@dataclass
+class EUBuilder:
+    """One execution unit: ``event`` appends an event whose parents are the EU's previous
+    event (or the fork point, for the EU's first event) plus ``joins``."""
+
+    trace: TraceBuilder
+    id: str
+    process: Process
+    kind: str
+    name: str
+    thread: str
+    after: str | None
+    seq: int = 0
+    last: str | None = None
+    spans: list[str] = field(default_factory=list)
+
+    def event(
+        self,
+        type: str,
+        at_ms: float,
+        label: str = "",
+        *,
+        joins: Iterable[str] = (),
+        **extra: Any,
+    ) -> str:
+        """Record an event at true time ``at_ms``; returns its id."""
+        parents = set(joins)
+        if self.last is not None:
+            parents.add(self.last)
+        elif self.after is not None:
+            parents.add(self.after)
+        eid = self.trace.new_id()
+        record: dict[str, Any] = {
+            "v": 1,
+            "trace": self.trace.trace_id,
+            "task": self.trace.trace_id[16:],
+            "id": eid,
+            "parents": sorted(parents),
+            "eu": self.id,
+            "seq": self.seq,
+            "type": type,
+            "ts": BASE_NS + round((at_ms + self.process.skew_ms) * 1_000_000),
+            "label": label or type,
+            "service": self.process.service,
+            "pid": self.process.pid,
+            "thread": self.thread,
+        }
+        if self.seq == 0:
+            record["eu_kind"] = self.kind
+            record["eu_name"] = self.name
+        if self.spans:
+            record["in_span"] = self.spans[-1]
+        record.update(extra)
+        self.trace.records.append(record)
+        self.seq += 1
+        self.last = eid
+        self.trace.true_ms[eid] = at_ms
+        return eid
+
+    def span_start(self, name: str, at_ms: float, kind: str = "internal", **attrs: Any) -> str:
+        """Open a span in this EU; returns the span id."""
+        sid = self.trace.new_id()
+        extra: dict[str, Any] = {"span": sid, "span_kind": kind, "in_span": sid}
+        if self.spans:
+            extra["parent_span"] = self.spans[-1]
+        if attrs:
+            extra["attrs"] = attrs
+        self.event("span-start", at_ms, name, **extra)
+        self.spans.append(sid)
+        return sid
+
+    def span_end(self, at_ms: float, status: str = "ok") -> str:
+        """Close the innermost open span of this EU; returns the event id."""
+        sid = self.spans.pop()
+        return self.event("span-end", at_ms, "end", span=sid, status=status, in_span=sid)
+
+
+class TraceBuilder:
+    """A trace built event by event; ``records`` are the JSON objects of the trace file."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = random.Random(seed)
+        self.trace_id = f"{self.rng.getrandbits(128) | 1:032x}"
+        self.records: list[dict[str, Any]] = []
+        self.true_ms: dict[str, float] = {}
+        self.processes: dict[tuple[str, int], Process] = {}
+
+    def new_id(self) -> str:
+        return f"{self.rng.getrandbits(64) | 1:016x}"
+
+    def process(self, service: str, pid: int, skew_ms: float = 0.0) -> Process:
+        proc = self.processes.setdefault((service, pid), Process(service, pid, skew_ms))
+        return proc
+
+    def eu(
+        self,
+        name: str,
+        *,
+        service: str = "api",
+        pid: int = 100,
+        kind: str = "task",
+        thread: str = "MainThread",
+        after: str | None = None,
+    ) -> EUBuilder:
+        """A new EU in process ``(service, pid)``; ``after``: the event that forked it."""
+        return EUBuilder(
+            self, self.new_id(), self.process(service, pid), kind, name, thread, after
+        )
+
+    def lines(self) -> list[str]:
+        return [json.dumps(r, sort_keys=True) for r in self.records]
+
+    def write(self, path: Path, shuffle: bool = False) -> Path:
+        lines = self.lines()
+        if shuffle:
+            self.rng.shuffle(lines)
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        return path
+
+
+def write_traces(path: Path, builders: Sequence[TraceBuilder]) -> Path:
+    """All the builders' records in one file."""
+    with path.open("w", encoding="utf-8") as f:
+        for b in builders:
+            for line in b.lines():
+                f.write(line + "\n")
+    return path
+
+
+class _Random:
+    """The random multi-service generator behind :func:`random_trace`."""
+
+    def __init__(self, b: TraceBuilder, services: int, n_events: int) -> None:
+        self.b = b
+        self.rng = b.rng
+        self.n_events = n_events
+        self.procs = [
+            b.process(f"svc-{i}", 1000 + i, skew_ms=0.0 if i == 0 else self.rng.uniform(-5e3, 5e3))
+            for i in range(services)
+        ]
+        self.threads = 0
+
+    @property
+    def budget(self) -> int:
+        """Events still to record before the generator starts closing what is open."""
+        return self.n_events - len(self.b.records)
+
+    def run_eu(self, eu: EUBuilder, t: float, depth: int) -> float:
+        """Run EU ``eu`` from true time ``t``: a few random actions; returns its end time."""
+        rng = self.rng
+        eu.event("start", t)
+        for _ in range(rng.randint(2, 8)):
+            if self.budget <= 0:
+                break
+            t += rng.uniform(0.01, 0.5)
+            action = rng.random() if depth < 6 else 0.0
+            if action < 0.35:
+                eu.event("user", t, rng.choice(["cache miss", "parsed", "retry", "checkpoint"]),
+                         attrs={"n": rng.randint(0, 99)})
+            elif action < 0.55:
+                eu.span_start(rng.choice(["load", "render", "query", "encode"]), t)
+                t += rng.uniform(0.05, 2.0)
+                eu.span_end(t, status=rng.choice(["ok", "ok", "ok", "error"]))
+            elif action < 0.8:
+                t = self.fork_join(eu, t, depth, fanout=rng.randint(1, 4), join=rng.random() < 0.9)
+            else:
+                t = self.rpc(eu, t, depth)
+        t += rng.uniform(0.01, 0.3)
+        eu.event("end", t)
+        return t
+
+    def fork_join(self, eu: EUBuilder, t: float, depth: int, fanout: int, join: bool) -> float:
+        ends: list[tuple[str, float]] = []
+        for _ in range(fanout):
+            fork = eu.event("fork", t, "create_task")
+            kind = self.rng.choice(["task", "thread"])
+            self.threads += 1
+            thread = f"Thread-{self.threads}" if kind == "thread" else eu.thread
+            child = self.b.eu(f"{kind}-{self.threads}", service=eu.process.service,
+                              pid=eu.process.pid, kind=kind, thread=thread, after=fork)
+            end = self.run_eu(child, t + self.rng.uniform(0.001, 0.05), depth + 1)
+            assert child.last is not None
+            ends.append((child.last, end))
+            t += self.rng.uniform(0.001, 0.02)
+        if not join:
+            return t
+        t = max(t, *(end for _, end in ends)) + self.rng.uniform(0.001, 0.05)
+        eu.event("join", t, "gather", joins=[eid for eid, _ in ends])
+        return t
+
+    def rpc(self, eu: EUBuilder, t: float, depth: int) -> float:
+        others = [p for p in self.procs if p is not eu.process]
+        if not others:
+            return t
+        proc = self.rng.choice(others)
+        eu.span_start("GET /item", t, kind="client")
+        send = eu.event("send", t + 0.01, "GET /item")
+        handler = self.b.eu("GET /item", service=proc.service, pid=proc.pid, kind="handler",
+                            after=send)
+        end = self.run_eu(handler, t + self.rng.uniform(0.1, 1.0), depth + 1)
+        assert handler.last is not None
+        t = end + self.rng.uniform(0.1, 1.0)
+        eu.event("receive", t, "200 OK", joins=[handler.last])
+        eu.span_end(t + 0.01)
+        return t + 0.01
+
+
+def random_trace(n_events: int, services: int = 5, seed: int = 0) -> TraceBuilder:
+    """A multi-service trace of about ``n_events`` events (at least that many, a few more to
+    close what is open), every process on its own skewed clock."""
+    b = TraceBuilder(seed)
+    gen = _Random(b, services, n_events)
+    t = 0.0
+    main = b.eu("main", service=gen.procs[0].service, pid=gen.procs[0].pid, kind="main")
+    main.event("start", t)
+    while gen.budget > 0:
+        t = gen.fork_join(main, t + 0.1, 0, fanout=gen.rng.randint(1, 3), join=True)
+        if gen.rng.random() < 0.5 and gen.budget > 0:
+            t = gen.rpc(main, t + 0.1, 0)
+    main.event("end", t + 0.1)
+    return b
