@@ -10,9 +10,10 @@ Exit status: 0 done, 1 no trace in the files, 2 usage error or a missing part.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,12 @@ def _export(fmt: str, files: Sequence[Path], output: Path | None) -> int:
             return 1
         chunks = iter([perfetto_json(traces) + "\n"])
     else:
+        # written on another branch: looked up at run time, so that its absence is a clear error
         try:
-            from .tracing.otlp import otlp_json_lines  # type: ignore[attr-defined,unused-ignore]
-        except ImportError:
+            otlp: Any = importlib.import_module("ctxplane.tracing.otlp")
+            otlp_json_lines: Callable[[Iterable[Mapping[str, Any]]], Iterator[str]]
+            otlp_json_lines = otlp.otlp_json_lines
+        except (ImportError, AttributeError):
             print("ctxplane: the OTLP JSON export (ctxplane.tracing.otlp.otlp_json_lines) is not "
                   "available in this installation", file=sys.stderr)
             return 2
