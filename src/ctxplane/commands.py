@@ -59,6 +59,7 @@ def _view(files: Sequence[Path], output: Path | None) -> int:
         print(f"ctxplane: skipped {traces.skipped} line(s) that are not trace events",
               file=sys.stderr)
     out = output or files[0].with_suffix(".html")
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_html(traces, out, title=f"ctxplane: {', '.join(f.name for f in files)}")
     if not traces:
         print("ctxplane: no trace in the file(s); the page says so", file=sys.stderr)
@@ -96,6 +97,7 @@ def _export(fmt: str, files: Sequence[Path], output: Path | None) -> int:
             sys.stdout.write(chunk)
         sys.stdout.flush()
     else:
+        output.parent.mkdir(parents=True, exist_ok=True)
         with output.open("w", encoding="utf-8") as f:
             for chunk in chunks:
                 f.write(chunk)
