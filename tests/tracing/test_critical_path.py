@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tracegen import BASE_NS, TraceBuilder, random_trace
+from tracegen import BASE_NS, TraceBuilder, fan_out_trace, random_trace
 
 from ctxplane.tracing import critical_path, load_traces
 from ctxplane.tracing.analysis import aligned_times
@@ -70,48 +70,13 @@ def test_own_work_longer_than_the_joined_branch_keeps_the_path_home(tmp_path: Pa
     assert path.ids == (start, fork, work, join)
 
 
-def _fan_out(skews: tuple[float, float, float]) -> tuple[TraceBuilder, dict[str, str]]:
-    """main forks three tasks; each calls its own service; db-1's handler is the slowest and
-    itself forks a thread it joins. Every service has its own clock (``skews`` in ms)."""
-    b = TraceBuilder(seed=42)
-    ids: dict[str, str] = {}
-    main = b.eu("main", kind="main")
-    ids["start"] = main.event("start", 0)
-    replies = []
-    for i, (work, skew) in enumerate(zip((5, 12, 8), skews, strict=True)):
-        b.process(f"db-{i}", 300 + i, skew_ms=skew)
-        fork = main.event("fork", 1 + 0.1 * i)
-        ids[f"fork{i}"] = fork
-        task = b.eu(f"Task-{i}", after=fork)
-        ids[f"task{i}"] = task.event("start", 1.05 + 0.1 * i)
-        ids[f"send{i}"] = task.event("send", 1.5 + 0.1 * i, "GET /q")
-        handler = b.eu("GET /q", service=f"db-{i}", pid=300 + i, kind="handler",
-                       after=ids[f"send{i}"])
-        ids[f"recv{i}"] = handler.event("receive", 2 + 0.1 * i)
-        if i == 1:
-            ids["hfork"] = handler.event("fork", 3)
-            worker = b.eu("pool-0", service="db-1", pid=301, kind="thread", thread="pool-0",
-                          after=ids["hfork"])
-            ids["w0"] = worker.event("start", 3.1)
-            ids["w1"] = worker.event("end", 2 + work - 1)
-            ids["hjoin"] = handler.event("join", 2 + work - 0.5, joins=[ids["w1"]])
-        ids[f"hend{i}"] = handler.event("end", 2 + 0.1 * i + work)
-        ids[f"reply{i}"] = task.event("receive", 2.5 + 0.1 * i + work, "200",
-                                      joins=[ids[f"hend{i}"]])
-        ids[f"tend{i}"] = task.event("end", 2.6 + 0.1 * i + work)
-        replies.append(ids[f"tend{i}"])
-    ids["join"] = main.event("join", 20, joins=replies)
-    ids["end"] = main.event("end", 21)
-    return b, ids
-
-
 @pytest.mark.parametrize(
     "skews", [(0.0, 0.0, 0.0), (3_600_000.0, -1_800_000.0, 2_000.0), (-5.0, 40.0, 9_999.0)]
 )
 def test_rpc_fan_out_whatever_the_clocks(tmp_path: Path, skews: tuple[float, float, float]) -> None:
     """The slowest RPC (db-1, with its own fork/join inside) is on the path, whatever the
     clocks of the three servers say: a server an hour ahead does not win for being late."""
-    b, ids = _fan_out(skews)
+    b, ids = fan_out_trace(skews)
     path = critical_path(_load(b, tmp_path))
     names = {v: k for k, v in ids.items()}
     assert [names[i] for i in path.ids] == [
@@ -122,7 +87,7 @@ def test_rpc_fan_out_whatever_the_clocks(tmp_path: Path, skews: tuple[float, flo
 
 
 def test_aligned_times_undo_the_skews(tmp_path: Path) -> None:
-    b, _ = _fan_out((3_600_000.0, -1_800_000.0, 2_000.0))
+    b, _ = fan_out_trace((3_600_000.0, -1_800_000.0, 2_000.0))
     trace = _load(b, tmp_path)
     times = aligned_times(trace)
     for eid, true_ms in b.true_ms.items():

@@ -6,35 +6,14 @@ import json
 import random
 from pathlib import Path
 
-from tracegen import TraceBuilder, random_trace, write_traces
+from tracegen import TraceBuilder, random_trace, rpc_trace, write_traces
 
 from ctxplane.tracing import load_traces
 from ctxplane.tracing.reader import parse_event
 
 
-def _rpc_trace() -> tuple[TraceBuilder, dict[str, str]]:
-    """main forks a task and joins it, then calls service db (a handler EU in another pid)."""
-    b = TraceBuilder(seed=7)
-    main = b.eu("main", kind="main")
-    ids = {"start": main.event("start", 0)}
-    ids["fork"] = main.event("fork", 1)
-    task = b.eu("Task-1", after=ids["fork"])
-    ids["t0"] = task.event("start", 2)
-    ids["t1"] = task.event("end", 5)
-    ids["join"] = main.event("join", 6, joins=[ids["t1"]])
-    main.span_start("GET /x", 7, kind="client")
-    ids["send"] = main.event("send", 7.5)
-    handler = b.eu("GET /x", service="db", pid=200, kind="handler", after=ids["send"])
-    ids["h0"] = handler.event("receive", 8)
-    ids["h1"] = handler.event("end", 9)
-    ids["recv"] = main.event("receive", 10, joins=[ids["h1"]])
-    main.span_end(10.5)
-    ids["end"] = main.event("end", 11)
-    return b, ids
-
-
 def test_one_file_round_trip(tmp_path: Path) -> None:
-    b, _ = _rpc_trace()
+    b, _ = rpc_trace()
     traces = load_traces(b.write(tmp_path / "t.jsonl"))
     assert traces.skipped == 0
     [trace] = traces
@@ -47,7 +26,7 @@ def test_one_file_round_trip(tmp_path: Path) -> None:
 
 
 def test_edges_are_classified(tmp_path: Path) -> None:
-    b, ids = _rpc_trace()
+    b, ids = rpc_trace()
     [trace] = load_traces(b.write(tmp_path / "t.jsonl"))
     kinds = {(e.src.id, e.dst.id): e.kind for e in trace.edges}
     assert kinds[(ids["fork"], ids["t0"])] == "fork"
@@ -77,7 +56,7 @@ def test_spans_from_start_end_pairs_and_open_spans(tmp_path: Path) -> None:
 
 
 def test_bad_lines_are_skipped_and_counted(tmp_path: Path) -> None:
-    b, _ = _rpc_trace()
+    b, _ = rpc_trace()
     good = b.lines()
     bad = [
         good[3][: len(good[3]) // 2],  # a torn line
@@ -98,7 +77,7 @@ def test_bad_lines_are_skipped_and_counted(tmp_path: Path) -> None:
 
 
 def test_several_files_any_order_several_traces(tmp_path: Path) -> None:
-    first, _ = _rpc_trace()
+    first, _ = rpc_trace()
     second = random_trace(300, services=3, seed=11)
     lines = first.lines() + second.lines()
     random.Random(5).shuffle(lines)
@@ -118,7 +97,7 @@ def test_several_files_any_order_several_traces(tmp_path: Path) -> None:
 
 
 def test_missing_parents_are_reported(tmp_path: Path) -> None:
-    b, ids = _rpc_trace()
+    b, ids = rpc_trace()
     kept = [r for r in b.records if r["id"] != ids["t1"]]  # an event lost with its process
     path = tmp_path / "t.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
@@ -134,7 +113,7 @@ def test_write_traces_keeps_traces_apart(tmp_path: Path) -> None:
 
 
 def test_parse_event_rejects_self_parent() -> None:
-    b, _ = _rpc_trace()
+    b, _ = rpc_trace()
     record = dict(b.records[1])
     assert parse_event(record) is not None
     record["parents"] = [record["id"]]

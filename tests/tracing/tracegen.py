@@ -146,6 +146,62 @@ class TraceBuilder:
         return path
 
 
+def rpc_trace() -> tuple[TraceBuilder, dict[str, str]]:
+    """main forks a task and joins it, then calls service db (a handler EU in another pid)."""
+    b = TraceBuilder(seed=7)
+    main = b.eu("main", kind="main")
+    ids = {"start": main.event("start", 0)}
+    ids["fork"] = main.event("fork", 1)
+    task = b.eu("Task-1", after=ids["fork"])
+    ids["t0"] = task.event("start", 2)
+    ids["t1"] = task.event("end", 5)
+    ids["join"] = main.event("join", 6, joins=[ids["t1"]])
+    main.span_start("GET /x", 7, kind="client")
+    ids["send"] = main.event("send", 7.5)
+    handler = b.eu("GET /x", service="db", pid=200, kind="handler", after=ids["send"])
+    ids["h0"] = handler.event("receive", 8)
+    ids["h1"] = handler.event("end", 9)
+    ids["recv"] = main.event("receive", 10, joins=[ids["h1"]])
+    main.span_end(10.5)
+    ids["end"] = main.event("end", 11)
+    return b, ids
+
+
+def fan_out_trace(skews: tuple[float, float, float]) -> tuple[TraceBuilder, dict[str, str]]:
+    """main forks three tasks; each calls its own service; db-1's handler is the slowest and
+    itself forks a thread it joins. Every service has its own clock (``skews`` in ms)."""
+    b = TraceBuilder(seed=42)
+    ids: dict[str, str] = {}
+    main = b.eu("main", kind="main")
+    ids["start"] = main.event("start", 0)
+    replies = []
+    for i, (work, skew) in enumerate(zip((5, 12, 8), skews, strict=True)):
+        b.process(f"db-{i}", 300 + i, skew_ms=skew)
+        fork = main.event("fork", 1 + 0.1 * i)
+        ids[f"fork{i}"] = fork
+        task = b.eu(f"Task-{i}", after=fork)
+        ids[f"task{i}"] = task.event("start", 1.05 + 0.1 * i)
+        ids[f"send{i}"] = task.event("send", 1.5 + 0.1 * i, "GET /q")
+        handler = b.eu("GET /q", service=f"db-{i}", pid=300 + i, kind="handler",
+                       after=ids[f"send{i}"])
+        ids[f"recv{i}"] = handler.event("receive", 2 + 0.1 * i)
+        if i == 1:
+            ids["hfork"] = handler.event("fork", 3)
+            worker = b.eu("pool-0", service="db-1", pid=301, kind="thread", thread="pool-0",
+                          after=ids["hfork"])
+            ids["w0"] = worker.event("start", 3.1)
+            ids["w1"] = worker.event("end", 2 + work - 1)
+            ids["hjoin"] = handler.event("join", 2 + work - 0.5, joins=[ids["w1"]])
+        ids[f"hend{i}"] = handler.event("end", 2 + 0.1 * i + work)
+        ids[f"reply{i}"] = task.event("receive", 2.5 + 0.1 * i + work, "200",
+                                      joins=[ids[f"hend{i}"]])
+        ids[f"tend{i}"] = task.event("end", 2.6 + 0.1 * i + work)
+        replies.append(ids[f"tend{i}"])
+    ids["join"] = main.event("join", 20, joins=replies)
+    ids["end"] = main.event("end", 21)
+    return b, ids
+
+
 def write_traces(path: Path, builders: Sequence[TraceBuilder]) -> Path:
     """All the builders' records in one file."""
     with path.open("w", encoding="utf-8") as f:
