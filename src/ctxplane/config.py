@@ -22,7 +22,9 @@ Variable                        Default                   Meaning
                                                           (``DEBUG``, ``INFO``, ``WARNING``,
                                                           ``ERROR``, ``CRITICAL``). Unset: logging
                                                           is left alone. Below ``WARNING`` a stderr
-                                                          handler is added if the logger has none.
+                                                          handler is added if the logger has none;
+                                                          it writes only while the root logger has
+                                                          no handler (records always propagate).
 ``CTXPLANE_MAX_BAGGAGE_BYTES``  ``4096``                  Cap on serialized outbound baggage, bytes
                                                           (positive integer).
 ``CTXPLANE_MAX_INBOUND_BYTES``  ``16384``                 Inbound baggage larger than this is
@@ -47,9 +49,14 @@ Variable                        Default                   Meaning
 ``CTXPLANE_ACTIVE``             empty                     Internal: set by activation to the pid of
                                                           the process that activated, so child
                                                           processes can tell. Do not set it by hand.
+``CTXPLANE_WARNED``             empty                     Internal: set by activation to the config
+                                                          problems already reported in this run, so
+                                                          child processes do not repeat them.
 ==============================  ========================  ==========================================
 
-Unknown ``CTXPLANE_*`` variables are reported once (they are usually typos).
+Unknown ``CTXPLANE_*`` variables are reported once (they are usually typos). Each problem is
+reported once per run: activation passes what it reported to child processes
+(``CTXPLANE_WARNED``), which stay quiet about the same variable with the same value.
 """
 
 from __future__ import annotations
@@ -76,13 +83,16 @@ __all__ = [
     "DEFAULT_MAX_INBOUND_BYTES",
     "INBOUND_POLICIES",
     "KNOWN_VARS",
+    "WARNED_VAR",
     "Config",
+    "export_reported",
     "load",
     "parse_bool",
 ]
 
 AUTO_VAR: Final = "CTXPLANE_AUTO"
 ACTIVE_VAR: Final = "CTXPLANE_ACTIVE"
+WARNED_VAR: Final = "CTXPLANE_WARNED"
 
 DEFAULT_MAX_BAGGAGE_BYTES: Final = 4096
 DEFAULT_MAX_INBOUND_BYTES: Final = 16384
@@ -106,6 +116,7 @@ KNOWN_VARS: Final = frozenset(
         "CTXPLANE_GRPC_METADATA",
         "CTXPLANE_TRACE_FILE",
         "CTXPLANE_ACTIVE",
+        "CTXPLANE_WARNED",
     }
 )
 
@@ -128,6 +139,9 @@ _GRPC_KEY_CHARS: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyz-_.")
 
 # (variable, raw value) pairs already reported: each problem is logged once per process.
 _reported: set[tuple[str, str]] = set()
+# Fingerprints of the problems the processes that started this one reported (inherited
+# through WARNED_VAR): each problem is logged once per run.
+_inherited: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,14 +184,30 @@ def parse_bool(value: str) -> bool | None:
     return None
 
 
+def _fingerprint(var: str, raw: str) -> str:
+    from zlib import crc32  # deferred: only paid when there is something to say
+
+    return f"{crc32(f'{var}={raw}'.encode('utf-8', 'surrogatepass')):08x}"
+
+
 def _report(var: str, raw: str, problem: str) -> None:
     key = (var, raw)
     if key in _reported:
         return
     _reported.add(key)
+    if _inherited and _fingerprint(var, raw) in _inherited:
+        return  # a process that started this one said it already
     import logging  # deferred: only paid when there is something to say
 
     logging.getLogger("ctxplane.config").warning("%s=%r: %s", var, raw, problem)
+
+
+def export_reported() -> None:
+    """Pass the problems reported in this run to child processes (``CTXPLANE_WARNED``), so
+    that a child loading the same variables does not report them again."""
+    marks = _inherited | {_fingerprint(var, raw) for var, raw in _reported}
+    if marks:
+        os.environ[WARNED_VAR] = ",".join(sorted(marks))
 
 
 def _names(raw: str) -> list[str]:
@@ -273,6 +303,9 @@ def load(environ: Mapping[str, str] = os.environ) -> Config:
     Never raises: invalid values are logged once and replaced by their defaults.
     """
     env = {k: v for k, v in environ.items() if k.startswith("CTXPLANE_")}
+    warned = env.get(WARNED_VAR)
+    if warned:
+        _inherited.update(part for part in warned.split(",") if len(part) == 8)
     for var, raw in env.items():
         if var not in KNOWN_VARS:
             _report(var, raw, "unknown ctxplane variable; ignored")
