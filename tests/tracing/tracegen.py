@@ -303,3 +303,61 @@ def random_trace(n_events: int, services: int = 5, seed: int = 0) -> TraceBuilde
             t = gen.rpc(main, t + 0.1, 0)
     main.event("end", t + 0.1)
     return b
+
+
+def demo_trace() -> TraceBuilder:
+    """A trace shaped like ``examples/demo.py``: tasks, a thread, a process-pool worker, one
+    call to a second service, then three calls at once (handlers with spans)."""
+    b = TraceBuilder(seed=2018)
+    b.process("server", 4242, skew_ms=-3.0)
+    b.process("demo", 4243, skew_ms=1.5)  # the process-pool worker
+    main = b.eu("main", service="demo", pid=4241, kind="main")
+    main.event("start", 0, "demo")
+    main.span_start("tasks", 0.2)
+    ends = []
+    for i, work in enumerate((1.5, 2.6, 1.1)):
+        fork = main.event("fork", 0.3 + 0.05 * i, "create_task")
+        task = b.eu(f"Task-{i + 2}", service="demo", pid=4241, after=fork)
+        task.event("start", 0.4 + 0.05 * i)
+        task.event("user", 0.4 + 0.05 * i + work / 2, "visit", attrs={"i": i})
+        ends.append(task.event("end", 0.4 + 0.05 * i + work))
+    main.event("join", 3.2, "gather", joins=ends)
+    main.span_end(3.25)
+    fork = main.event("fork", 3.3, "to_thread")
+    thread = b.eu("asyncio_0", service="demo", pid=4241, kind="thread", thread="asyncio_0",
+                  after=fork)
+    thread.event("start", 3.35)
+    t_end = thread.event("end", 4.4)
+    main.event("join", 4.5, "await", joins=[t_end])
+    send = main.event("send", 4.6, "submit")
+    worker = b.eu("ForkProcess-1", service="demo", pid=4243, kind="process", after=send)
+    worker.event("receive", 5.4)
+    w_end = worker.event("end", 6.9)
+    main.event("receive", 7.4, "result()", joins=[w_end])
+
+    def call(eu: EUBuilder, at: float, name: str, work: float) -> float:
+        eu.span_start("GET", at, kind="client", **{"http.request.method": "GET"})
+        s = eu.event("send", at + 0.05, f"GET /hello/{name}")
+        handler = b.eu(f"GET /hello/{name}", service="server", pid=4242, kind="handler",
+                       after=s)
+        handler.span_start("GET /hello/{name}", at + 0.4, kind="server",
+                           **{"http.route": "/hello/{name}"})
+        handler.event("user", at + 0.4 + work / 2, "visit", attrs={"name": name})
+        handler.span_end(at + 0.4 + work)
+        h_end = handler.event("end", at + 0.45 + work)
+        done = at + 0.8 + work
+        eu.event("receive", done, "200", joins=[h_end])
+        eu.span_end(done + 0.05)
+        return done + 0.05
+
+    t = call(main, 7.6, "a", 1.2)
+    ends = []
+    for i, (name, work) in enumerate(zip("bcd", (1.4, 3.1, 0.9), strict=True)):
+        fork = main.event("fork", t + 0.1 + 0.05 * i, "gather")
+        task = b.eu(f"Task-{i + 5}", service="demo", pid=4241, after=fork)
+        task.event("start", t + 0.15 + 0.05 * i)
+        end = call(task, t + 0.2 + 0.05 * i, name, work)
+        ends.append(task.event("end", end + 0.05))
+    main.event("join", t + 5.0, "gather", joins=ends)
+    main.event("end", t + 5.2)
+    return b

@@ -210,7 +210,7 @@
     for (let t = Math.ceil(view.t0 / step) * step; t <= view.t1; t += step) {
       const x = Math.round(xOf(t)) + 0.5;
       ctx.moveTo(x, h - 8); ctx.lineTo(x, h);
-      ctx.fillText(fmtDuration(Math.abs(t) < step / 1e6 ? 0 : t), x + 3, h - 12);
+      ctx.fillText(Math.abs(t) < step / 1e6 ? "0" : fmtDuration(t), x + 3, h - 12);
     }
     ctx.stroke();
   }
