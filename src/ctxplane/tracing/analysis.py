@@ -6,9 +6,10 @@ found from the cross-process edges between it and processes already aligned. An 
 says ``e`` happened after ``p``; edges into the process give a lower bound of its offset
 (zero latency), edges out of it an upper bound. With both (a request and its reply) the offset
 centres the process's events in the window, splitting the unknown network time evenly (as
-Jaeger's clock-skew adjustment does for a server span in its client span); with only a lower
-bound the offset is that bound. Times are finally made monotone along every edge, so that an
-event is never aligned before one of its parents.
+Jaeger's clock-skew adjustment does for a server span in its client span); with one bound
+only, that bound (zero latency). A process with no edge to the others keeps its own clock.
+Times are finally made monotone along every edge, so that an event is never aligned before one
+of its parents.
 
 **Critical path.** The chain of events that decided when the trace ended: it ends at the
 trace's last event (latest aligned time; among equal times the one latest in topological
@@ -22,6 +23,13 @@ Each step ``p -> e`` weighs ``t(e) - t(p)`` (aligned times, never negative): ins
 the time that EU spent between the two events, across EUs the latency of the edge (0 or
 scheduling delay inside a process; the estimated network time between processes). The path's
 length is the sum of its steps: the time from its first event to the trace's last.
+
+Why "longest chain by time" needs this rule: on one timeline the time of any chain telescopes
+to its last event's time minus its first's, so every chain from the trace's first event to its
+last is equally long. The critical one is the chain **without slack**: every step is the
+arrival its event was waiting for, so making any step shorter would make the trace shorter
+(to the next-latest parent). Skipping a later-arriving parent (taking the caller's own edge
+across an RPC rather than the server's work) would put waiting on the path instead of work.
 """
 
 from __future__ import annotations
