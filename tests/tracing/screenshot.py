@@ -23,6 +23,7 @@ def main() -> int:
     parser.add_argument("-o", "--output", type=Path, default=Path("docs/viewer.png"))
     parser.add_argument("--size", default="1280x880", help="window size, WxH")
     parser.add_argument("--click", help="event id to click (its details show)")
+    parser.add_argument("--trace", type=int, default=0, help="which trace of the list to show")
     args = parser.parse_args()
     reason = missing()
     if reason:
@@ -35,6 +36,7 @@ def main() -> int:
         with chromium(width, height) as driver:
             driver.get(page.as_uri())
             wait_ready(driver)
+            driver.execute_script("ctxplaneViewer.select(arguments[0])", args.trace)
             event = args.click or driver.execute_script(
                 "return ctxplaneViewer.criticalEventIds().slice(-3)[0]")
             pos = driver.execute_script("return ctxplaneViewer.eventPosition(arguments[0])", event)
