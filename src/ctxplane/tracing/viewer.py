@@ -148,6 +148,9 @@ def layout(trace: Trace) -> dict[str, Any]:
         "critical": {
             "events": [index[i] for i in path.ids],
             "duration": _us(path.duration_ns),
+            # where the path's time went: [lane, microseconds], most first
+            "by_lane": [[lane_of[eu], _us(ns)] for eu, ns in sorted(
+                path.time_by_eu().items(), key=lambda item: -item[1])],
         },
         "strings": strings.table(),
     }

@@ -365,11 +365,27 @@
 
   // ---- details on click -------------------------------------------------------------------
 
+  // the default details: where the critical path's time went, by execution unit
   function showHint() {
     const p = document.createElement("p");
     p.className = "hint";
     p.textContent = "Click an event or a span to see its details.";
-    details.replaceChildren(p);
+    const h = document.createElement("h2");
+    h.textContent = `critical path: ${fmtDuration(T.critical.duration)} ` +
+      `(${T.critical.events.length} events); time inside each execution unit on it:`;
+    const dl = document.createElement("dl");
+    dl.id = "critical-breakdown";
+    for (const [l, us] of T.critical.by_lane.slice(0, 12)) {
+      const lane = T.lanes[l];
+      const dt = document.createElement("dt");
+      dt.textContent = `${lane.name} (${lane.service}, pid ${lane.pid})`;
+      const dd = document.createElement("dd");
+      dd.textContent = `${fmtDuration(us)} (${(100 * us / (T.critical.duration || 1)).toFixed(0)}%)`;
+      dl.append(dt, dd);
+    }
+    details.replaceChildren(p, h, dl);
+    delete details.dataset.event;
+    delete details.dataset.span;
   }
 
   function showDetails(title, rows) {
