@@ -134,3 +134,28 @@ def test_random_traces_path_invariants(tmp_path: Path, seed: int) -> None:
     for e in trace.events:
         assert all(times[p] <= times[e.id] for p in e.parents)
         assert abs(times[e.id] - (BASE_NS + b.true_ms[e.id] * MS)) <= 2 * MS
+
+
+def test_a_join_across_spans_is_seen(tmp_path: Path) -> None:
+    """Span A starts a prefetch task and ends; sibling span C later awaits the task. On the
+    span tree the prefetch is A's child and A ended early, so C's 18 ms look like C's own
+    work; on the DAG, the join edge puts the prefetch on the path."""
+    b = TraceBuilder(seed=8)
+    main = b.eu("handler", kind="handler")
+    start = main.event("start", 0)
+    a = main.span_start("A", 0.5)
+    fork = main.event("fork", 1, "create_task")
+    main.span_end(2)
+    task = b.eu("prefetch", after=fork, in_span=a)
+    task.span_start("prefetch", 1.5)
+    pre_end = task.span_end(20)
+    main.span_start("C", 3)
+    join = main.event("join", 20.5, "await prefetch", joins=[pre_end])
+    c_end = main.span_end(21)
+    trace = _load(b, tmp_path)
+    spans = {s.name: s for s in trace.spans}
+    assert spans["prefetch"].start.parent_span == a  # structurally under A, which ended at 2
+    path = critical_path(trace)
+    assert path.ids[:2] == (start, spans["A"].start.id)
+    assert path.ids[2:] == (fork, spans["prefetch"].start.id, pre_end, join, c_end)
+    assert path.time_by_eu()[task.id] == 18_500_000

@@ -41,6 +41,7 @@ class EUBuilder:
     seq: int = 0
     last: str | None = None
     spans: list[str] = field(default_factory=list)
+    inherited: str | None = None  # the span open in the creator when it forked this EU
 
     def event(
         self,
@@ -76,8 +77,8 @@ class EUBuilder:
         if self.seq == 0:
             record["eu_kind"] = self.kind
             record["eu_name"] = self.name
-        if self.spans:
-            record["in_span"] = self.spans[-1]
+        if self.spans or self.inherited:
+            record["in_span"] = self.spans[-1] if self.spans else self.inherited
         record.update(extra)
         self.trace.records.append(record)
         self.seq += 1
@@ -89,8 +90,8 @@ class EUBuilder:
         """Open a span in this EU; returns the span id."""
         sid = self.trace.new_id()
         extra: dict[str, Any] = {"span": sid, "span_kind": kind, "in_span": sid}
-        if self.spans:
-            extra["parent_span"] = self.spans[-1]
+        if self.spans or self.inherited:
+            extra["parent_span"] = self.spans[-1] if self.spans else self.inherited
         if attrs:
             extra["attrs"] = attrs
         self.event("span-start", at_ms, name, **extra)
@@ -129,10 +130,13 @@ class TraceBuilder:
         kind: str = "task",
         thread: str = "MainThread",
         after: str | None = None,
+        in_span: str | None = None,
     ) -> EUBuilder:
-        """A new EU in process ``(service, pid)``; ``after``: the event that forked it."""
+        """A new EU in process ``(service, pid)``; ``after``: the event that forked it;
+        ``in_span``: the span open in its creator then (its spans' structural parent)."""
         return EUBuilder(
-            self, self.new_id(), self.process(service, pid), kind, name, thread, after
+            self, self.new_id(), self.process(service, pid), kind, name, thread, after,
+            inherited=in_span,
         )
 
     def lines(self) -> list[str]:
