@@ -17,6 +17,10 @@ _LAZY: dict[str, str] = {
     "load_traces": ".reader",
     "aligned_times": ".analysis",
     "CriticalPath": ".analysis",
+    "write_html": ".viewer",
+    "render_html": ".viewer",
+    "to_perfetto": ".perfetto",
+    "perfetto_json": ".perfetto",
     # -- recording (events, spans, sampling, exporters) --
     "FileSink": ".sinks",
     "MemorySink": ".sinks",
