@@ -141,6 +141,17 @@ def test_viewer_in_chromium(tmp_path: Path, driver: Any) -> None:
     assert ids["hfork"] in text and "critical path\nyes" in text
     d.save_screenshot(str(_artifacts(tmp_path) / "viewer-fan-out.png"))
 
+    # zoom with the keyboard, then a double-click fits the whole trace again
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    fitted = d.execute_script("return ctxplaneViewer.window()")
+    ActionChains(d).send_keys("+").perform()
+    d.execute_script("return new Promise(r => requestAnimationFrame(() => r()))")
+    zoomed = d.execute_script("return ctxplaneViewer.window()")
+    assert zoomed[1] - zoomed[0] < 0.8 * (fitted[1] - fitted[0])
+    ActionChains(d).double_click(d.find_element("id", "plot-area")).perform()
+    assert d.execute_script("return ctxplaneViewer.window()") == fitted
+
     # another trace from the list; a click on a span shows its name and duration
     _pick(d, rpc.trace_id)
     pos = d.execute_script("return ctxplaneViewer.eventPosition(arguments[0])", rpc_ids["send"])

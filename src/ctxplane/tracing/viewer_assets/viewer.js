@@ -495,6 +495,10 @@
       view.t0 += dt; view.t1 += dt;
     } else {
       view.scrollY += e.deltaY;
+      if (e.deltaX) {  // a touchpad's sideways swipe pans in time
+        const dt = e.deltaX / plotWidth() * (view.t1 - view.t0);
+        view.t0 += dt; view.t1 += dt;
+      }
     }
     redraw();
   }, { passive: false });
@@ -533,6 +537,7 @@
       return { x: xOf(T.events.t[k]), y: eventY(k) };
     },
     criticalEventIds: () => T.critical.events.map((k) => T.events.id[k]),
+    window: () => [view.t0, view.t1],  // the visible time window, microseconds
   };
 
   buildTraceList();
