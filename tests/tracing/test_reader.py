@@ -118,3 +118,21 @@ def test_parse_event_rejects_self_parent() -> None:
     assert parse_event(record) is not None
     record["parents"] = [record["id"]]
     assert parse_event(record) is None
+
+
+def test_a_cycle_in_a_hostile_file_does_not_hang(tmp_path: Path) -> None:
+    """Two events naming each other as parents (impossible when recorded, possible in a
+    crafted file): the order, the timeline and the critical path still finish."""
+    from ctxplane.tracing import aligned_times, critical_path
+
+    b, ids = rpc_trace()
+    records = [dict(r) for r in b.records]
+    for r in records:
+        if r["id"] == ids["t0"]:
+            r["parents"] = sorted([ids["fork"], ids["t1"]])  # t1 already names t0
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    [trace] = load_traces(path)
+    assert len(trace.topological) == len(trace)
+    assert set(aligned_times(trace)) == set(trace.by_id)
+    assert critical_path(trace).events[-1].id == ids["end"]
