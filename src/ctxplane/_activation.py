@@ -53,6 +53,15 @@ def _configure_logging(config: Config) -> None:
 def _run_steps(config: Config) -> None:
     """The activation steps, in order. Extend here (each step must not raise)."""
     _configure_logging(config)
+    if config.tracing:  # nothing of ctxplane.tracing is imported while tracing is off
+        try:
+            from ctxplane.tracing.api import start_from_config
+
+            start_from_config(config)
+        except Exception:
+            from ctxplane._report import problem
+
+            problem("tracing start", "ctxplane.tracing", "the application runs untraced")
     from ctxplane import patches
 
     patches.install(config)

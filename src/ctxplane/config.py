@@ -45,7 +45,19 @@ Variable                        Default                   Meaning
 ``CTXPLANE_GRPC_METADATA``      ``ctxplane-baggage-bin``  gRPC metadata key that carries the baggage
                                                           (``[a-z0-9._-]``, ends in ``-bin``, not
                                                           ``grpc-``).
-``CTXPLANE_TRACE_FILE``         empty (off)               Path of the local trace file.
+``CTXPLANE_TRACE_FILE``         empty (off)               Path of the local trace file (JSON Lines,
+                                                          appended to by every process of a run);
+                                                          set, it turns tracing on.
+``CTXPLANE_TRACE_OTLP``         off                       ``1``: export traces over OTLP too (the
+                                                          ``[otlp]`` extra; endpoints from the
+                                                          ``OTEL_EXPORTER_OTLP_*`` variables).
+``CTXPLANE_SAMPLE``             ``always``                Edge sampling of new traces: ``always``,
+                                                          ``never``, ``ratio:R`` (or ``R``),
+                                                          ``rate:N`` per second, comma-combined.
+``CTXPLANE_SERVICE_NAME``       ``OTEL_SERVICE_NAME``     ``service.name`` of recorded events
+                                                          (then ``OTEL_RESOURCE_ATTRIBUTES``).
+``CTXPLANE_SERVICE_VERSION``    (OTEL resource)           ``service.version``.
+``CTXPLANE_SERVICE_NAMESPACE``  (OTEL resource)           ``service.namespace``.
 ``CTXPLANE_ACTIVE``             empty                     Internal: set by activation to the pid of
                                                           the process that activated, so child
                                                           processes can tell. Do not set it by hand.
@@ -115,6 +127,11 @@ KNOWN_VARS: Final = frozenset(
         "CTXPLANE_HTTP_HEADER",
         "CTXPLANE_GRPC_METADATA",
         "CTXPLANE_TRACE_FILE",
+        "CTXPLANE_TRACE_OTLP",
+        "CTXPLANE_SAMPLE",
+        "CTXPLANE_SERVICE_NAME",
+        "CTXPLANE_SERVICE_VERSION",
+        "CTXPLANE_SERVICE_NAMESPACE",
         "CTXPLANE_ACTIVE",
         "CTXPLANE_WARNED",
     }
@@ -164,6 +181,18 @@ class Config:
     grpc_metadata: str = DEFAULT_GRPC_METADATA
     trace_file: str = ""
     """Path of the local trace file; empty means no trace file."""
+    trace_otlp: bool = False
+    """Whether traces are exported over OTLP (``CTXPLANE_TRACE_OTLP``)."""
+    sample: str = "always"
+    """The edge sampling policy (``CTXPLANE_SAMPLE``, see :mod:`ctxplane.tracing.sampling`)."""
+    service_name: str = "unknown_service:python"
+    service_version: str = ""
+    service_namespace: str = ""
+
+    @property
+    def tracing(self) -> bool:
+        """Whether tracing is on (a trace file or OTLP export is configured)."""
+        return bool(self.trace_file) or self.trace_otlp
     active: str = ""
     """Value of the internal ``CTXPLANE_ACTIVE`` marker inherited from a parent process."""
 
@@ -297,6 +326,41 @@ def _parse_grpc_key(raw: str) -> str | None:
     return v if ok and all(c in _GRPC_KEY_CHARS for c in v) else None
 
 
+def _parse_sample(raw: str) -> str | None:
+    """Check a ``CTXPLANE_SAMPLE`` value (the grammar of ``ctxplane.tracing.sampling.parse``:
+    ``always``, ``never``, ``ratio:R`` or ``R`` within [0, 1], ``rate:N`` >= 0, comma list)."""
+    text = raw.strip().lower()
+    for part in text.split(","):
+        part = part.strip()
+        if part in ("always", "on", "all", "never", "off", "none"):
+            continue
+        key, _, num = part.rpartition(":")
+        if key not in ("", "ratio", "rate"):
+            return None
+        try:
+            value = float(num)
+        except ValueError:
+            return None
+        if not (0.0 <= value <= 1.0 or (key == "rate" and value >= 0.0)):
+            return None
+    return text or "always"
+
+
+def _resource(environ: Mapping[str, str]) -> dict[str, str]:
+    """``service.*`` of ``OTEL_RESOURCE_ATTRIBUTES`` (``k=v,k=v``, values percent-encoded)."""
+    out: dict[str, str] = {}
+    raw = environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    if "service." not in raw:
+        return out
+    from urllib.parse import unquote
+
+    for part in raw.split(","):
+        k, eq, v = part.partition("=")
+        if eq and k.strip().startswith("service."):
+            out[k.strip()] = unquote(v.strip())
+    return out
+
+
 def load(environ: Mapping[str, str] = os.environ) -> Config:
     """Read every ``CTXPLANE_*`` variable of *environ* into a :class:`Config`.
 
@@ -324,6 +388,15 @@ def load(environ: Mapping[str, str] = os.environ) -> Config:
     raw_allow = g("CTXPLANE_INBOUND_ALLOW")
     raw_header = g("CTXPLANE_HTTP_HEADER")
     raw_grpc = g("CTXPLANE_GRPC_METADATA")
+    raw_otlp = g("CTXPLANE_TRACE_OTLP")
+    raw_sample = g("CTXPLANE_SAMPLE")
+    res = _resource(environ)
+    service = (
+        g("CTXPLANE_SERVICE_NAME", "").strip()
+        or environ.get("OTEL_SERVICE_NAME", "").strip()
+        or res.get("service.name", "")
+        or d.service_name
+    )
     return Config(
         auto=d.auto if raw_auto is None else _choice(AUTO_VAR, raw_auto, d.auto, parse_bool),
         patches=d.patches if raw_patches is None else _parse_patches(raw_patches),
@@ -358,4 +431,21 @@ def load(environ: Mapping[str, str] = os.environ) -> Config:
         ),
         trace_file=g("CTXPLANE_TRACE_FILE", d.trace_file).strip(),
         active=g(ACTIVE_VAR, d.active).strip(),
+        trace_otlp=(
+            d.trace_otlp
+            if raw_otlp is None
+            else _choice("CTXPLANE_TRACE_OTLP", raw_otlp, d.trace_otlp, parse_bool)
+        ),
+        sample=(
+            d.sample
+            if raw_sample is None
+            else _choice("CTXPLANE_SAMPLE", raw_sample, d.sample, _parse_sample)
+        ),
+        service_name=service,
+        service_version=(
+            g("CTXPLANE_SERVICE_VERSION", "").strip() or res.get("service.version", "")
+        ),
+        service_namespace=(
+            g("CTXPLANE_SERVICE_NAMESPACE", "").strip() or res.get("service.namespace", "")
+        ),
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc.aio
 
+from ..._report import problem
 from ...baggage import Baggage
 from ...transit import context as _t
 from ...wire import limits as _limits
@@ -125,9 +126,16 @@ def _inbound(md: Any) -> Baggage | None:
     return _decode(value)
 
 
-def _join_from(md: Any, sent: bytes | None) -> None:
+def _join_from(md: Any, sent: bytes | None, outcome: Any = None) -> None:
     """Join the baggage in a response's trailing metadata into the current context (folding
-    the server's component when the server marked it foldable, :mod:`ctxplane.wire.fold`)."""
+    the server's component when the server marked it foldable, :mod:`ctxplane.wire.fold`);
+    a traced call's client span ends here (``outcome``: the call or the error, for status)."""
+    _join_md(md, sent)
+    if type(sent) is _Traced:
+        _client_end(sent, outcome)
+
+
+def _join_md(md: Any, sent: bytes | None) -> None:
     if not md or _policy.mode != "accept":
         return
     value = _value_in(md)
@@ -140,8 +148,15 @@ def _join_from(md: Any, sent: bytes | None) -> None:
         _t.join_returned(b, None if marker is None else decode_fold(marker))
 
 
-def _outbound(metadata: Any) -> tuple[Any, bytes | None]:
-    """The metadata to send (the app's plus the baggage) and the baggage value sent."""
+def _outbound(metadata: Any, inner: Any = None) -> tuple[Any, bytes | None]:
+    """The metadata to send (the app's plus the baggage) and the baggage value sent (a
+    :class:`_Traced` value when the call opened a client span: ``inner`` is the
+    multi-callable, for the method name)."""
+    tr = _t.tracer
+    if tr is not None and inner is not None:
+        traced = _traced_outbound(tr, metadata, inner)
+        if traced is not None:
+            return traced
     b = _fget(_EMPTY_FRAME).baggage
     if not b:
         return metadata, None
@@ -232,3 +247,116 @@ class _CallProxy:
 
     def add_done_callback(self, callback: Callable[[Any], None]) -> None:
         self._inner.add_done_callback(lambda _c: callback(self))
+
+
+# -- spans (only while ctxplane.tracing is on: ``_t.tracer`` is its api module) --------------
+
+
+class _Traced(bytes):
+    """The baggage value a traced call sent, carrying its open client span (compares equal to
+    the value, so every ``value == sent`` test is unchanged)."""
+
+    span: Any
+    tracer: Any
+
+
+def _method_of(inner: Any) -> str:
+    m = getattr(inner, "_method", None)  # grpc's multi-callables keep their method here
+    if isinstance(m, bytes):
+        m = m.decode("utf-8", "replace")
+    return m if isinstance(m, str) else ""
+
+
+def _rpc_attrs(method: str) -> dict[str, Any]:
+    service, _, name = method.lstrip("/").rpartition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+
+def _traced_outbound(tr: Any, metadata: Any, inner: Any) -> tuple[Any, bytes | None] | None:
+    try:
+        method = _method_of(inner)
+        sp = tr.client_start(method.lstrip("/") or "grpc", _rpc_attrs(method))
+        if sp is None:
+            return None
+        value, pair = _encoded(_fget(_EMPTY_FRAME).baggage)
+        tp = ("traceparent", tr.traceparent(sp))  # the server span's parent: this span
+        if metadata and _has_key(metadata):  # explicit metadata wins
+            md: Any = (*metadata, tp)
+        else:
+            md = (*(metadata or ()), *(pair or ()), tp)
+        sent = _Traced(value or b"")
+        sent.span = sp
+        sent.tracer = tr
+        return md, sent
+    except Exception:
+        problem("grpc client span", "ctxplane.patches", "the call goes on")
+        return None
+
+
+def _code_of(outcome: Any) -> Any:
+    code = getattr(outcome, "code", None)
+    if callable(code):
+        try:
+            code = code()
+        except Exception:
+            return None
+    return code if isinstance(code, grpc.StatusCode) else None
+
+
+def _rpc_end(tr: Any, sp: Any, code: Any, error: BaseException | None) -> None:
+    attrs: dict[str, Any] = {}
+    if code is not None:
+        attrs["rpc.grpc.status_code"] = code.value[0]
+        if code is not grpc.StatusCode.OK:
+            attrs["error.type"] = code.name
+    elif error is not None:
+        attrs["error.type"] = type(error).__qualname__
+    tr.span_end(sp, "error" if "error.type" in attrs else "unset", attrs)
+
+
+def _client_end(sent: _Traced, outcome: Any) -> None:
+    sp = sent.span
+    if sp is None:
+        return
+    sent.span = None
+    try:
+        err = outcome if isinstance(outcome, BaseException) else None
+        code = _code_of(outcome)
+        if code is None and err is None:
+            code = grpc.StatusCode.OK
+        _rpc_end(sent.tracer, sp, code, err)
+    except Exception:
+        problem("grpc client span", "ctxplane.patches", "the call goes on")
+
+
+def _server_span(method: str, context: Any) -> Any:
+    """Open a handler's server span (the running frame is the handler's), or None."""
+    tr = _t.tracer
+    if tr is None:
+        return None
+    try:
+        parent = None
+        md = context.invocation_metadata()
+        for item in md or ():
+            if item[0] == "traceparent":
+                parts = str(item[1]).split("-")
+                parent = parts[2] if len(parts) == 4 and len(parts[2]) == 16 else None
+        name = method.lstrip("/") or "grpc"
+        return tr.rpc_server_enter(name, _rpc_attrs(method), parent)
+    except Exception:
+        problem("grpc server span", "ctxplane.patches", "the call goes on")
+        return None
+
+
+def _server_end(sp: Any, context: Any, error: BaseException | None) -> None:
+    """Close a handler's server span with the RPC's status (before the baggage goes back)."""
+    tr = _t.tracer
+    if sp is None or tr is None:
+        return
+    try:
+        code = _code_of(context)
+        if code is None and error is None:
+            code = grpc.StatusCode.OK
+        _rpc_end(tr, sp, code, error)
+    except Exception:
+        problem("grpc server span", "ctxplane.patches", "the call goes on")

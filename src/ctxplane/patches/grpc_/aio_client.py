@@ -72,7 +72,7 @@ class _AioCall(_CallProxy):
     def _join_error(self, exc: BaseException) -> None:
         if not self._joined:
             self._joined = True
-            _join_from(_trailing_of(exc), self._sent)
+            _join_from(_trailing_of(exc), self._sent, exc)
 
     def _join_done(self) -> Generator[Any, None, None]:
         if self._joined:
@@ -82,7 +82,8 @@ class _AioCall(_CallProxy):
         if md is _EOF:
             try:
                 md = yield from self._inner.trailing_metadata().__await__()
-            except grpc.RpcError:
+            except grpc.RpcError as exc:
+                _join_from(None, self._sent, exc)  # ends a traced call's span
                 return
         _join_from(md, self._sent)
 
@@ -225,10 +226,10 @@ class _AioMultiCallable:
         wait_for_ready: bool | None = None,
         compression: Any = None,
     ) -> Any:
-        if metadata is None and self._plain:
+        if metadata is None and self._plain and _t.tracer is None:
             metadata, sent = _aio_outbound()
         else:
-            metadata, sent = _outbound(metadata)
+            metadata, sent = _outbound(metadata, self._inner)
         inner = _in_own_execution(
             self._inner,
             request,

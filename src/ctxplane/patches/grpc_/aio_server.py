@@ -12,6 +12,7 @@ wrapper).
 from __future__ import annotations
 
 import contextvars
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ import grpc.aio
 
 from ...baggage import Baggage
 from ...transit import context as _t
+from . import _common as _c
 from ._common import _EMPTY_FRAME, _delegate, _fget, _freset, _fset, _has_key
 from .server import _enter, _finish, _like, _returned
 
@@ -140,15 +142,18 @@ def _aio_enter(context: Any) -> tuple[Baggage | None, _t.Frame, Any]:
     return inbound, start, _fset(start)
 
 
-def _aio_coroutine(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _aio_coroutine(fn: Callable[..., Any], method: str = "") -> Callable[..., Any]:
     """An aio coroutine behaviour (any call kind, incl. the read/write API)."""
 
     async def behavior(request: Any, context: Any) -> Any:
         inbound, start, token = _aio_enter(context)
         proxy = _AioContext(context, inbound)
+        sp = _c._server_span(method, proxy) if _t.tracer is not None else None
         try:
             return await fn(request, proxy)
         finally:
+            if sp is not None:  # before the baggage goes back: the caller joins the end
+                _c._server_end(sp, proxy, sys.exc_info()[1])
             end = _fget()
             if token is not None:
                 _freset(token)
@@ -157,7 +162,7 @@ def _aio_coroutine(fn: Callable[..., Any]) -> Callable[..., Any]:
     return _like(behavior, fn)  # type: ignore[no-any-return]
 
 
-def _aio_async_gen(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _aio_async_gen(fn: Callable[..., Any], method: str = "") -> Callable[..., Any]:
     """An aio async-generator behaviour (streamed responses).
 
     grpc.aio drives the generator from the RPC's own task, so every step sees the frame set
@@ -167,14 +172,18 @@ def _aio_async_gen(fn: Callable[..., Any]) -> Callable[..., Any]:
     async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
         inbound, start, _token = _aio_enter(context)
         proxy = _AioContext(context, inbound)
+        sp = _c._server_span(method, proxy) if _t.tracer is not None else None
         try:
             async for item in fn(request, proxy):
                 yield item
-        except GeneratorExit:  # closed early (cancelled RPC): nobody to send to
+        except GeneratorExit as exc:  # closed early (cancelled RPC): nobody to send to
+            _c._server_end(sp, proxy, exc)
             raise
-        except BaseException:
+        except BaseException as exc:
+            _c._server_end(sp, proxy, exc)
             proxy._ctxplane_finish(start, _fget())
             raise
+        _c._server_end(sp, proxy, None)
         proxy._ctxplane_finish(start, _fget())
 
     return _like(behavior, fn)  # type: ignore[no-any-return]

@@ -35,7 +35,7 @@ class _JoiningFuture(_CallProxy, grpc.Call, grpc.Future):  # type: ignore[misc]
     def _join(self) -> None:
         if not self._joined and self._inner.done():
             self._joined = True
-            _join_from(_trailing_of(self._inner), self._sent)
+            _join_from(_trailing_of(self._inner), self._sent, self._inner)
 
     def result(self, timeout: float | None = None) -> Any:
         try:
@@ -95,7 +95,7 @@ class _JoiningStream(_JoiningFuture):
 
 
 def _join_unary(call: Any, sent: bytes | None) -> None:
-    _join_from(_trailing_of(call), sent)
+    _join_from(_trailing_of(call), sent, call)
 
 
 try:
@@ -136,15 +136,15 @@ class _UnaryUnary(grpc.UnaryUnaryMultiCallable):  # type: ignore[misc]
         wait_for_ready: bool | None = None,
         compression: Any = None,
     ) -> Any:
-        metadata, sent = _outbound(metadata)
+        metadata, sent = _outbound(metadata, self._inner)
         blocking = self._blocking
         if blocking is not None:
             state, call = blocking(
                 request, timeout, metadata, credentials, wait_for_ready, compression
             )
             md = state.trailing_metadata
-            if md:
-                _join_from(md, sent)
+            if md or sent is not None:
+                _join_from(md, sent, state)
             return _end_blocking(state, call, False, None)
         return self._with_call(
             sent, request, timeout, metadata, credentials, wait_for_ready, compression
@@ -159,7 +159,7 @@ class _UnaryUnary(grpc.UnaryUnaryMultiCallable):  # type: ignore[misc]
         wait_for_ready: bool | None = None,
         compression: Any = None,
     ) -> Any:
-        metadata, sent = _outbound(metadata)
+        metadata, sent = _outbound(metadata, self._inner)
         return self._with_call(
             sent, request, timeout, metadata, credentials, wait_for_ready, compression
         )
@@ -198,7 +198,7 @@ class _UnaryUnary(grpc.UnaryUnaryMultiCallable):  # type: ignore[misc]
         wait_for_ready: bool | None = None,
         compression: Any = None,
     ) -> Any:
-        metadata, sent = _outbound(metadata)
+        metadata, sent = _outbound(metadata, self._inner)
         inner = self._inner.future(
             request,
             timeout=timeout,
@@ -231,7 +231,7 @@ class _UnaryStream(grpc.UnaryStreamMultiCallable):  # type: ignore[misc]
         wait_for_ready: bool | None = None,
         compression: Any = None,
     ) -> Any:
-        metadata, sent = _outbound(metadata)
+        metadata, sent = _outbound(metadata, self._inner)
         inner = self._inner(
             request,
             timeout=timeout,

@@ -37,27 +37,28 @@ class _Handler:
 grpc.RpcMethodHandler.register(_Handler)
 
 
-def _wrap_behavior(fn: Any, kind: Kind, aio: bool) -> Any:
+def _wrap_behavior(fn: Any, kind: Kind, aio: bool, method: str = "") -> Any:
     if getattr(fn, "_ctxplane_wrapped", None) is not None:
         return fn
     if aio:
         if inspect.iscoroutinefunction(fn):
-            return _aio_coroutine(fn)
+            return _aio_coroutine(fn, method)
         if inspect.isasyncgenfunction(fn):
-            return _aio_async_gen(fn)
+            return _aio_async_gen(fn, method)
     if not kind.response_streaming:
-        return _sync_unary(fn)
+        return _sync_unary(fn, method)
     if getattr(fn, "experimental_non_blocking", False):
         return _sync_non_blocking(fn)
-    return _sync_stream(fn)
+    return _sync_stream(fn, method)
 
 
 _HANDLER_CACHE_ENTRIES = 4096
 _handlers: dict[tuple[int, bool], tuple[Any, Any]] = {}
 
 
-def _wrap_handler(handler: Any, aio: bool) -> Any:
-    """The handler with its behaviour wrapped (cached per handler object)."""
+def _wrap_handler(handler: Any, aio: bool, method: str = "") -> Any:
+    """The handler with its behaviour wrapped (cached per handler object; ``method``, the
+    RPC's full method name, names its server spans)."""
     key = (id(handler), aio)
     hit = _handlers.get(key)
     if hit is not None and hit[0] is handler:
@@ -66,7 +67,7 @@ def _wrap_handler(handler: Any, aio: bool) -> Any:
     for kind in KINDS:
         fn = getattr(handler, kind.name, None)
         if fn is not None:
-            changes[kind.name] = _wrap_behavior(fn, kind, aio)
+            changes[kind.name] = _wrap_behavior(fn, kind, aio, method)
     replace = getattr(handler, "_replace", None)
     wrapped = replace(**changes) if replace is not None else _Handler(handler, **changes)
     if len(_handlers) >= _HANDLER_CACHE_ENTRIES:
@@ -89,7 +90,7 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        return _wrap_handler(handler, False)
+        return _wrap_handler(handler, False, getattr(handler_call_details, "method", ""))
 
 
 class AioServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -107,4 +108,4 @@ class AioServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return _wrap_handler(handler, True)
+        return _wrap_handler(handler, True, getattr(handler_call_details, "method", ""))

@@ -13,6 +13,7 @@ marker goes with it (:mod:`ctxplane.wire.fold`).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -80,15 +81,18 @@ def _like(wrapper: Any, fn: Any) -> Any:
     return wrapper
 
 
-def _sync_unary(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _sync_unary(fn: Callable[..., Any], method: str = "") -> Callable[..., Any]:
     """A sync unary-response behaviour (also stream-unary) run with the inbound baggage."""
 
     def behavior(request: Any, context: Any) -> Any:
         inbound, start = _enter(context)
         token = _fset(start)
+        sp = _c._server_span(method, context) if _t.tracer is not None else None
         try:
             return fn(request, context)
         finally:
+            if sp is not None:  # before the baggage goes back: the caller joins the end
+                _c._server_end(sp, context, sys.exc_info()[1])
             end = _fget()
             _freset(token)
             _finish(context, inbound, start, end)
@@ -99,11 +103,18 @@ def _sync_unary(fn: Callable[..., Any]) -> Callable[..., Any]:
 class _ServerStream:
     """A sync streamed response: each ``next()`` runs with the handler's frame."""
 
-    __slots__ = ("_context", "_done", "_frame", "_inbound", "_it", "_start")
+    __slots__ = ("_context", "_done", "_frame", "_inbound", "_it", "_span", "_start")
 
     def __init__(
-        self, it: Any, frame: _t.Frame, start: _t.Frame, inbound: Baggage | None, context: Any
+        self,
+        it: Any,
+        frame: _t.Frame,
+        start: _t.Frame,
+        inbound: Baggage | None,
+        context: Any,
+        span: Any = None,
     ) -> None:
+        self._span = span
         self._it = it
         self._frame = frame
         self._start = start
@@ -118,7 +129,10 @@ class _ServerStream:
         token = _fset(self._frame)
         try:
             return next(self._it)
-        except BaseException:
+        except BaseException as exc:
+            sp, self._span = self._span, None
+            if sp is not None:
+                _c._server_end(sp, self._context, None if type(exc) is StopIteration else exc)
             self._finish(_fget())
             raise
         finally:
@@ -131,15 +145,18 @@ class _ServerStream:
             _finish(self._context, self._inbound, self._start, end)
 
 
-def _sync_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _sync_stream(fn: Callable[..., Any], method: str = "") -> Callable[..., Any]:
     """A sync streamed-response behaviour run with the inbound baggage."""
 
     def behavior(request: Any, context: Any) -> Any:
         inbound, start = _enter(context)
         token = _fset(start)
+        sp = _c._server_span(method, context) if _t.tracer is not None else None
         try:
             it = fn(request, context)
-        except BaseException:
+        except BaseException as exc:
+            if sp is not None:
+                _c._server_end(sp, context, exc)
             _finish(context, inbound, start, _fget())
             raise
         else:
@@ -147,8 +164,13 @@ def _sync_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             _freset(token)
         if it is None:
+            if sp is not None:
+                token = _fset(end)
+                _c._server_end(sp, context, None)
+                end = _fget()
+                _freset(token)
             return it
-        return _ServerStream(it, end, start, inbound, context)
+        return _ServerStream(it, end, start, inbound, context, sp)
 
     return _like(behavior, fn)  # type: ignore[no-any-return]
 
