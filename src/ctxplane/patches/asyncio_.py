@@ -43,6 +43,8 @@ import concurrent.futures
 import contextlib
 import contextvars
 import functools
+import inspect
+import logging
 import sys
 import weakref
 from collections.abc import Callable, Generator
@@ -118,6 +120,11 @@ def _join_all(children: Any) -> None:
             problem("asyncio batch join")
 
 
+def _as_base_repr(r: str, name: str, base: str) -> str:
+    prefix = "<" + name
+    return "<" + base + r[len(prefix) :] if r.startswith(prefix) else r
+
+
 class JoiningTask(asyncio.Task[Any]):
     """An ``asyncio.Task`` that is its own execution record and joins its final baggage into
     whoever observes it. Made only by the patched ``create_task``."""
@@ -151,6 +158,10 @@ class JoiningTask(asyncio.Task[Any]):
                     problem("asyncio task join")
 
     __iter__ = __await__
+
+    def __repr__(self) -> str:
+        # asyncio's repr names the class: read as the Task this stands for (logs, debug mode)
+        return _as_base_repr(_Task.__repr__(self), "JoiningTask", "Task")
 
     def result(self) -> Any:
         try:
@@ -197,6 +208,9 @@ class JoiningFuture(asyncio.Future[Any]):
 
     __iter__ = __await__
 
+    def __repr__(self) -> str:
+        return _as_base_repr(super().__repr__(), "JoiningFuture", "Future")
+
     def result(self) -> Any:
         try:
             return super().result()
@@ -240,6 +254,35 @@ def _save(owner: Any, name: str) -> Any:
     if key not in _originals:
         _originals[key] = owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)
     return _originals[key]
+
+
+# task factory -> whether it takes ``context=``
+_factory_kinds: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _takes_context(factory: Any) -> bool:
+    """Whether an app's task factory accepts ``context=`` (asyncio passes it only when a
+    context is given; older factories are ``factory(loop, coro)``). Warns once per factory
+    that does not: its tasks branch but never join."""
+    with contextlib.suppress(KeyError, TypeError):
+        return _factory_kinds[factory]
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        params = None  # unknown: the form that cannot fail
+    takes = params is not None and any(
+        p.kind is p.VAR_KEYWORD or (p.name == "context" and p.kind is not p.POSITIONAL_ONLY)
+        for p in params
+    )
+    if not takes:
+        logging.getLogger("ctxplane.patches").warning(
+            "task factory %r takes no context argument: its tasks start from their creator's"
+            " baggage, but what they do is never joined back",
+            factory,
+        )
+    with contextlib.suppress(TypeError):
+        _factory_kinds[factory] = takes
+    return takes
 
 
 def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callable[..., Any]:
@@ -292,6 +335,10 @@ def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callab
         except Exception:
             problem("asyncio branch")
             return original(self, coro, name=name, context=context)
+        if context is None and not _takes_context(factory):
+            # factory(loop, coro), the form asyncio calls when no context is given: its task
+            # copies the branched context, which 3.11 cannot read back (branch, no join)
+            return ctx.run(original, self, coro, name=name)
         task = original(self, coro, name=name, context=ctx)
         with contextlib.suppress(TypeError):
             _foreign[task] = (ctx, start)
@@ -366,6 +413,9 @@ def _in_other_process(self: Any, executor: Any, func: Callable[..., Any], *args:
 
 def _make_run_in_executor(original: Callable[..., Any]) -> Callable[..., Any]:
     def run_in_executor(self: Any, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
+        if asyncio.iscoroutine(func) or asyncio.iscoroutinefunction(func):
+            # the loop refuses these (asyncio in debug mode, uvloop always): let it see them
+            return original(self, executor, func, *args)
         if executor is not None and not isinstance(
             executor, concurrent.futures.ThreadPoolExecutor
         ):
