@@ -20,9 +20,9 @@ from typing import Any
 
 from ..baggage import Baggage
 from ..transit import context as _t
-from ._util import Originals, problem
+from ._util import Originals, context_run_target, problem
 
-__all__ = ["is_patched", "patch", "unpatch"]
+__all__ = ["carries", "is_patched", "join_future", "patch", "unpatch"]
 
 _saved = Originals()
 _ATTR = "_ctxplane_ctx"
@@ -32,13 +32,25 @@ _BYTES = "_ctxplane_bytes"
 def _thread_submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     original = _saved.original(concurrent.futures.ThreadPoolExecutor, "submit")
     try:
-        ctx, start = _t.branch_context()
+        # ``ctx.run`` / ``partial(ctx.run, ...)`` (asyncio.to_thread, apps): branch into that
+        # context, which the callable runs in; anything else runs in a branched copy
+        given = context_run_target(fn)
+        ctx, start = _t.branch_context(given)
     except Exception:
         problem("executor branch")
         return original(self, fn, *args, **kwargs)
-    fut = original(self, ctx.run, fn, *args, **kwargs)
+    if given is None:
+        fut = original(self, ctx.run, fn, *args, **kwargs)
+    else:
+        fut = original(self, fn, *args, **kwargs)
     setattr(fut, _ATTR, (ctx, start))
     return fut
+
+
+def carries(fut: Any) -> bool:
+    """Whether a ``concurrent.futures`` future stands for a child execution whose baggage
+    its observer joins (a patched executor's future)."""
+    return type(fut) is _BaggageFuture or _ATTR in getattr(fut, "__dict__", ())
 
 
 def _run_with_baggage(data: bytes, fn: Any, args: Any, kwargs: Any) -> tuple[Any, bytes]:

@@ -52,7 +52,7 @@ from typing import Any
 
 from ..baggage import Baggage
 from ..transit import context as _t
-from ._util import Originals
+from ._util import Originals, pool_machinery
 
 __all__ = ["is_patched", "patch", "unpatch"]
 
@@ -105,9 +105,8 @@ def _close(conn: multiprocessing.connection.Connection | None) -> None:
 
 
 def _skip(proc: Any) -> bool:
-    # Pool workers are not branched: each task they run is (see _run_with_baggage).
-    worker: Any = getattr(multiprocessing.pool, "worker", None)
-    return worker is not None and getattr(proc, "_target", None) is worker
+    # Pool and ProcessPoolExecutor workers are not branched: each task they run is.
+    return pool_machinery(proc)
 
 
 def _start(self: multiprocessing.process.BaseProcess) -> None:

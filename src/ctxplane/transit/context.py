@@ -285,10 +285,10 @@ def branch_context(ctx: contextvars.Context | None = None) -> tuple[contextvars.
     parent = f.ex
     assert parent is not None
     child = Frame(f.baggage, Execution(parent))
-    parent.pending += 1
     if ctx is None:
         ctx = contextvars.copy_context()
-    ctx.run(_set, child)
+    ctx.run(_set, child)  # raises if ``ctx`` is entered elsewhere: nothing is pending then
+    parent.pending += 1
     return ctx, child
 
 
