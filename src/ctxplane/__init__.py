@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         member,
         set_of,
     )
+    from .tracing.api import event, span
     from .transit import branch, current, deserialize, join, serialize, use
 
 # Names are resolved on first use (PEP 562), so that activation - which imports this package
@@ -78,6 +79,8 @@ _LAZY = {
     "serialize": "ctxplane.transit",
     "use": "ctxplane.transit",
     "is_active": "ctxplane._activation",
+    "event": "ctxplane.tracing.api",
+    "span": "ctxplane.tracing.api",
 }
 
 
@@ -126,6 +129,7 @@ __all__ = [
     "branch",
     "current",
     "deserialize",
+    "event",
     "field",
     "is_active",
     "join",
@@ -133,5 +137,6 @@ __all__ = [
     "member",
     "serialize",
     "set_of",
+    "span",
     "use",
 ]

@@ -21,7 +21,7 @@ import os
 import random
 import struct as _struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from .errors import BaggageError
 from .lexvarint import (
@@ -69,6 +69,8 @@ __all__ = [
 T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
+_S = TypeVar("_S", bound="Struct")
+_B = TypeVar("_B", bound="Bag")
 
 _U32 = 0xFFFFFFFF
 _U64 = (1 << 64) - 1
@@ -734,6 +736,10 @@ class Counter(int):
     def __repr__(self) -> str:
         return f"Counter({int(self)}, components={len(self.components)})"
 
+    def __str__(self) -> str:
+        """The count, as an ``int`` prints (``print(bag.count)`` shows ``5``)."""
+        return int.__repr__(self)
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (Counter, (dict(self.components),))
 
@@ -842,7 +848,7 @@ class BagType(FieldType["Bag"]):
         return True
 
     def flag_overflow(self, value: Bag) -> Bag:
-        return value._flagged()  # type: ignore[no-any-return]
+        return value._flagged()
 
     def write(self, value: Bag, level: int, out: list[bytes]) -> None:
         value._write(level, out)
@@ -865,12 +871,24 @@ class BagType(FieldType["Bag"]):
         return value
 
 
-def set_of(element: ElementType[T] | type[Struct]) -> SetType[T]:
+@overload
+def set_of(element: ElementType[T]) -> SetType[T]: ...
+@overload
+def set_of(element: type[_S]) -> SetType[_S]: ...
+def set_of(element: ElementType[Any] | type[Struct]) -> SetType[Any]:
     """The type ``set<element>``."""
     return SetType(as_type(element))  # type: ignore[arg-type]
 
 
-def map_of(key: ElementType[K], value: FieldType[V] | type[Bag] | type[Struct]) -> MapType[K, V]:
+@overload
+def map_of(key: ElementType[K], value: FieldType[V]) -> MapType[K, V]: ...
+@overload
+def map_of(key: ElementType[K], value: type[_B]) -> MapType[K, _B]: ...
+@overload
+def map_of(key: ElementType[K], value: type[_S]) -> MapType[K, _S]: ...
+def map_of(
+    key: ElementType[Any], value: FieldType[Any] | type[Bag] | type[Struct]
+) -> MapType[Any, Any]:
     """The type ``map<key, value>``."""
     return MapType(key, as_type(value))
 

@@ -16,6 +16,19 @@ _LAZY: dict[str, str] = {
     "critical_path": ".analysis",
     "load_traces": ".reader",
     # -- recording (events, spans, sampling, exporters) --
+    "FileSink": ".sinks",
+    "MemorySink": ".sinks",
+    "Sampler": ".sampling",
+    "Sink": ".sinks",
+    "Span": ".api",
+    "XTraceBaggage": ".xtrace",
+    "dropped": ".recorder",
+    "event": ".api",
+    "flush": ".recorder",
+    "is_on": ".api",
+    "span": ".api",
+    "start": ".api",
+    "stop": ".api",
 }
 
 
