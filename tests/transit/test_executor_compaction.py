@@ -76,3 +76,18 @@ def test_wrap_future_of_a_submitted_call_joins() -> None:
         return int(Hops.current().count)
 
     assert asyncio.run(main()) == 1
+
+
+def test_gathered_executor_futures_join() -> None:
+    # gather of the futures run_in_executor / wrap_future return: gather's task observes them
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        for _ in range(10):
+            await asyncio.gather(
+                loop.run_in_executor(None, bump),
+                loop.run_in_executor(_pool, bump),
+                asyncio.wrap_future(_pool.submit(bump)),
+            )
+        return int(Hops.current().count), components()
+
+    assert asyncio.run(main()) == (30, 1)

@@ -93,6 +93,9 @@ def _join_child(fut: Any) -> None:
         if _observing():
             fut._join()
         return
+    if type(fut) is JoiningFuture:  # an executor call, a shielded task
+        fut._ctxplane_join()
+        return
     state = getattr(fut, _CTX, None)
     if state is None:
         if not _foreign:
