@@ -9,6 +9,7 @@ Real aiohttp and gRPC servers on 127.0.0.1 (ephemeral ports), no mocks.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,6 +64,7 @@ def patched() -> Iterator[None]:
 def fresh_baggage() -> Iterator[None]:
     token = context._frame.set(context.Frame(Baggage.empty()))
     limits.reset_rejections()
+    limits.reset_unreturned()
     yield
     context._frame.reset(token)
 
@@ -129,6 +131,30 @@ async def names_the_callers_component(request: web.Request) -> web.Response:
     )
 
 
+async def late(request: web.Request) -> web.StreamResponse:
+    context.update_bag(Calls, n=(context.get_bag(Calls) or Calls()).n + 1)
+    resp = web.StreamResponse()
+    await resp.prepare(request)
+    context.update_bag(Calls, n=(context.get_bag(Calls) or Calls()).n + 1)  # cannot go back
+    await resp.write(b"ok")
+    await resp.write_eof()
+    return resp
+
+
+def _count_in_thread() -> None:
+    context.update_bag(Calls, n=(context.get_bag(Calls) or Calls()).n + 1)
+
+
+async def in_thread(request: web.Request) -> web.Response:
+    await asyncio.to_thread(_count_in_thread)
+    return web.Response(text="ok")
+
+
+async def in_executor(request: web.Request) -> web.Response:
+    await asyncio.get_running_loop().run_in_executor(None, _count_in_thread)
+    return web.Response(text="ok")
+
+
 BAD_MARKER = "not-a-component"
 
 
@@ -151,6 +177,9 @@ def run(coro_fn: Any) -> Any:
             ("/count", counting),
             ("/pending", leaves_work_running),
             ("/stream", streams),
+            ("/late", late),
+            ("/to_thread", in_thread),
+            ("/executor", in_executor),
             ("/bad", bad_marker),
             ("/wrong", names_the_callers_component),
         ):
@@ -204,15 +233,53 @@ def test_http_no_fold_when_the_handler_left_work_running() -> None:
     assert comps == 5  # exact, one component per call
 
 
-def test_http_no_fold_for_streamed_responses() -> None:
-    async def go(session: aiohttp.ClientSession, base: str) -> tuple[int, int, bool]:
-        marked = False
-        for _ in range(3):
-            resp = await get(session, f"{base}/stream")
-            marked = marked or "ctxplane-baggage-fold" in resp.headers
-        return count(), components(), marked
+MANY = 10_000  # issue 8, point 1: 10,000 calls per construct
 
-    assert run(go) == (3, 3, False)
+
+async def many(session: aiohttp.ClientSession, url: str) -> bool:
+    """MANY calls (50 at a time) and the caller's own count: whether a response was marked."""
+    context.update_bag(Calls, n=(context.get_bag(Calls) or Calls()).n + 1)
+
+    async def one() -> bool:
+        return "ctxplane-baggage-fold" in (await get(session, url)).headers
+
+    marked = await one()  # first alone: it starts the trace the others share
+    for _ in range(MANY // 50 - 1):
+        marked = any(await asyncio.gather(*(one() for _ in range(50)))) or marked
+    last = await asyncio.gather(*(one() for _ in range(49)))
+    return marked or any(last)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("path", ["/stream", "/to_thread", "/executor"])
+def test_http_many_calls_fold_streamed_and_executor_handlers(path: str) -> None:
+    # before the fix: streamed responses and handlers awaiting to_thread / run_in_executor sent
+    # no marker, the caller's baggage grew one component per call past the outbound cap, was
+    # trimmed, and the count drifted
+    async def go(session: aiohttp.ClientSession, base: str) -> tuple[bool, int, int, int]:
+        marked = await many(session, f"{base}{path}")
+        return marked, count(), components(), len(context.serialize())
+
+    marked, n, comps, size = run(go)
+    assert (marked, n, comps) == (True, MANY + 1, 1)
+    assert size < 64
+    assert limits.unreturned_changes() == {}
+
+
+def test_http_changes_after_a_streamed_head_left_are_counted_not_lost_silently(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def go(session: aiohttp.ClientSession, base: str) -> tuple[int, int]:
+        for _ in range(3):
+            await get(session, f"{base}/late")
+        return count(), components()
+
+    limits.reset_unreturned()
+    with caplog.at_level(logging.WARNING, logger="ctxplane.wire"):
+        # each call counted once before the head left (returned, folded), once after (not)
+        assert run(go) == (3, 1)
+    assert limits.unreturned_changes() == {"streamed": 3}
+    assert any("stay on the server" in m for m in caplog.messages)
 
 
 def test_http_bad_marker_is_dropped_and_the_baggage_joined() -> None:
