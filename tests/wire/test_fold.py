@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -307,6 +308,68 @@ def test_http_a_marker_naming_a_component_the_caller_sent_is_not_folded() -> Non
     n, comps = run(go)
     assert n == 5  # upstream 3, the child 1, the server 1
     assert comps == 3
+
+
+class CachingProxy:
+    """A caching HTTP/1.1 proxy on raw asyncio streams (nothing of it is instrumented): the
+    first GET of a path goes upstream with the caller's request head, every later GET of it
+    gets the stored response bytes - the same baggage and fold marker again."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.cache: dict[bytes, bytes] = {}
+        self.fetched = 0
+
+    async def fetch(self, head: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        try:
+            writer.write(head)
+            await writer.drain()
+            resp = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", resp)
+            assert m is not None
+            body = await asyncio.wait_for(reader.readexactly(int(m.group(1))), 10)
+        finally:
+            writer.close()
+        self.fetched += 1
+        return resp + body
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for _ in range(10_000):  # requests on one keep-alive connection
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1]
+                if path not in self.cache:
+                    self.cache[path] = await self.fetch(head)
+                writer.write(self.cache[path])
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def test_http_a_replayed_response_counts_once() -> None:
+    # issue 8, point 3: before the fix every replay folded the component again (count 40)
+    async def go(session: aiohttp.ClientSession, base: str) -> tuple[int, int, int]:
+        proxy = CachingProxy(int(base.rsplit(":", 1)[1]))
+        server = await asyncio.start_server(proxy.serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/count"
+        try:
+            for _ in range(CALLS // 2):
+                resp = await get(session, url)
+                assert "ctxplane-baggage-fold" in resp.headers
+            # replays observed by other tasks too
+            await asyncio.gather(*(get(session, url) for _ in range(CALLS // 2)))
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert proxy.fetched == 1
+        return count(), components(), len(context.serialize())
+
+    n, comps, size = run(go)
+    assert (n, comps) == (1, 1)  # one call reached the server
+    assert size < 64
 
 
 # -- gRPC --------------------------------------------------------------------------------------
