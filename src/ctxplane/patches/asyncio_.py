@@ -106,7 +106,10 @@ def _join_child(fut: Any) -> None:
             return
         if state is None:
             return
-    _t.join_context(state[0], state[1])
+    try:
+        _t.join_context(state[0], state[1])
+    except Exception:
+        problem("asyncio join")
 
 
 def _join_all(children: Any) -> None:
@@ -186,14 +189,17 @@ class JoiningFuture(asyncio.Future[Any]):
     _ctxplane_cf: Any = None
 
     def _ctxplane_join(self) -> None:
-        if self._ctxplane_ctx is not None:
-            _t.join_context(*self._ctxplane_ctx)
-        elif self._ctxplane_source is not None:
-            _join_child(self._ctxplane_source)
-        elif self._ctxplane_cf is not None:
-            from . import futures  # a process pool's future carries the worker's baggage
+        try:
+            if self._ctxplane_ctx is not None:
+                _t.join_context(*self._ctxplane_ctx)
+            elif self._ctxplane_source is not None:
+                _join_child(self._ctxplane_source)
+            elif self._ctxplane_cf is not None:
+                from . import futures  # an executor's future carries the child's baggage
 
-            futures.join_future(self._ctxplane_cf)
+                futures.join_future(self._ctxplane_cf)
+        except Exception:
+            problem("asyncio future join")
 
     def __await__(self) -> Generator[Any, None, Any]:
         try:
