@@ -660,7 +660,8 @@ class Counter(int):
     execution's own component by ``n`` and returns a new counter.
 
     Joins take the per-component maximum, so branches that each increment their own component
-    never double-count.
+    never double-count. A component saturates at 2^64-1 (the most the wire format holds, which
+    only a peer's value can reach): increments and folds past it stay there, never raise.
     """
 
     components: Mapping[bytes, int]
@@ -694,11 +695,14 @@ class Counter(int):
             return self
         key = component if component is not None else component_id()
         comps = dict(self.components)
-        v = comps[key] = comps.get(key, 0) + n
-        if type(v) is not int or v > _U64:
+        old = comps.get(key, 0)
+        v = comps[key] = old + n
+        if type(v) is not int or n > _U64:
             return Counter(comps)  # validates: raises
+        if v > _U64:  # saturate: a peer may have sent this component at the maximum
+            v = comps[key] = _U64
         # the components were valid and one grew by an int: skip Counter's validation
-        c = int.__new__(Counter, int(self) + n)
+        c = int.__new__(Counter, int(self) + (v - old))
         c.__dict__["components"] = comps
         return c
 
@@ -730,7 +734,7 @@ class Counter(int):
             else:
                 fold += v
         if fold:
-            comps[key] = comps.get(key, 0) + fold
+            comps[key] = min(comps.get(key, 0) + fold, _U64)  # saturates
         return Counter(comps)
 
     def __repr__(self) -> str:

@@ -23,12 +23,15 @@ code that imported ``web.Application`` or ``ClientSession`` before activation is
     own task. For requests routed to a ``web.Application`` (its bound ``_handle`` is the
     request handler: apps built before :func:`patch` are covered, nothing is subclassed) the
     wrapper reads the inbound baggage under the inbound policy (``CTXPLANE_INBOUND``,
-    ``CTXPLANE_INBOUND_ALLOW``, the inbound caps; malformed or oversized baggage is dropped with
+    ``CTXPLANE_INBOUND_ALLOW``, the inbound caps; malformed or oversized baggage, or a repeated
+    ctxplane header, is dropped with
     the rate-limited warning and counter of :mod:`ctxplane.wire.limits`, and the request is
     served with the W3C context only; ``drop`` ignores every inbound header, W3C ones too, and
     starts a new trace; ``w3c-only`` keeps only the W3C headers; the allowlist filters ctxplane
     bags, not W3C headers), adds the W3C context (:mod:`ctxplane.wire.tracecontext`;
-    a missing or invalid ``traceparent`` starts a new trace and drops ``tracestate``), and
+    a missing or invalid ``traceparent`` starts a new trace and drops ``tracestate``; W3C
+    baggage members and ``tracestate`` only as far as the inbound caps admit,
+    :func:`~ctxplane.wire.tracecontext.inbound_members`, ``inbound_tracestate``), and
     makes the result the active baggage of a new execution (own counter component) for the
     handler. It is restored when the request is done, so the connection's loop, which awaits
     the request task, joins nothing (keep-alive connections do not accumulate baggage).
@@ -96,15 +99,13 @@ from ..transit import context as _t
 from ..wire import tracecontext as _tc
 from ..wire.fold import decode_fold, encode_fold, fold_key
 from ..wire.http import decode_header, encode_header
-from ..wire.limits import DEFAULT_MAX_BAGGAGE_BYTES, InboundPolicy, unreturned
+from ..wire.limits import DEFAULT_MAX_BAGGAGE_BYTES, InboundPolicy, reject, unreturned
 from ..wire.w3c import (
     BAGGAGE,
     TRACEPARENT,
     TRACESTATE,
     format_tracestate,
-    parse_baggage,
     parse_traceparent,
-    parse_tracestate,
 )
 from ._util import Originals
 
@@ -311,10 +312,25 @@ def _request_headers(out: _Outbound, given: Any, pid: int = 0) -> Any:
     return merged
 
 
+def _header_value(headers: Any, name: str) -> str | None:
+    """The one value of header ``name``; None if absent or repeated (refused and counted, as
+    for gRPC metadata)."""
+    getall = getattr(headers, "getall", None)
+    if getall is None:  # a plain mapping holds one value per name
+        value: str | None = headers.get(name)
+        return value
+    values = getall(name, ())
+    if len(values) == 1:
+        return values[0]  # type: ignore[no-any-return]
+    if values:
+        reject("malformed", f"header: {len(values)} values for {name}")
+    return None
+
+
 def _join_response(headers: Mapping[str, str] | None, sent: str | None, s: _Settings) -> None:
     if headers is None:
         return
-    value = headers.get(s.header)
+    value = _header_value(headers, s.header)
     if value is None or value == sent:
         return
     b = _decode(value, s)
@@ -472,7 +488,7 @@ def _inbound_tp(headers: Any, s: _Settings) -> tuple[Baggage, tuple[str, str, in
     mode = s.policy.mode
     b0 = Baggage.empty()
     if mode == "accept":
-        value = headers.get(s.header)
+        value = _header_value(headers, s.header)
         if value is not None:
             b0 = _decode(value, s) or b0
     tp = None
@@ -485,10 +501,10 @@ def _inbound_tp(headers: Any, s: _Settings) -> tuple[Baggage, tuple[str, str, in
             if tp is not None:
                 tsv = headers.getall(TRACESTATE, ())
                 if tsv:
-                    ts = parse_tracestate(tsv) or ()
+                    ts = _tc.inbound_tracestate(tsv, s.policy)
         bgv = headers.getall(BAGGAGE, ())
         if bgv:
-            members = parse_baggage(bgv)
+            members = _tc.inbound_members(bgv, s.policy)
     edge = False
     if tp is None:
         tr = _t.tracer

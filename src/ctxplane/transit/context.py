@@ -210,9 +210,17 @@ def serialize(limit: int | None = None) -> bytes:
 def deserialize(data: bytes) -> Baggage:
     """Parse bytes and join them into the active baggage; returns the result.
 
-    Malformed bytes keep what can be kept and mark the loss with the overflow marker.
+    Malformed bytes (bad framing, an atom no baggage holds) raise :class:`BaggageError` and
+    leave the active baggage as it was. (Transports parse what peers send leniently instead:
+    dropped and counted, :mod:`ctxplane.wire.limits`.)
     """
-    return join(Baggage.from_bytes(data))
+    from ..wire.limits import check_atoms  # not at import: it loads logging
+
+    b = Baggage.from_bytes(data, strict=True)
+    problem = check_atoms(b.atoms)
+    if problem is not None:
+        raise BaggageError(f"malformed baggage: {problem}")
+    return join(b)
 
 
 # -- primitives for patches ---------------------------------------------------------------

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "InboundPolicy",
     "InboundSettings",
+    "check_atoms",
     "decode_inbound",
     "encode_outbound",
     "reject",
@@ -172,7 +173,9 @@ def _trim_detail(baggage: Baggage, size: int, max_bytes: int) -> str:
     return f"{size} bytes > {max_bytes}; bags cut short or dropped (level-0 indices): {cut}"
 
 
-def _check_atoms(atoms: tuple[bytes, ...]) -> str | None:
+def check_atoms(atoms: tuple[bytes, ...]) -> str | None:
+    """What makes well-framed atoms malformed (an unknown prefix, a truncated bag index), or
+    None: what inbound baggage is dropped for after framing."""
     for atom in atoms:
         if atom < b"\x01":  # a data atom (prefix 0x00) or the overflow marker
             continue
@@ -212,7 +215,7 @@ def decode_inbound(data: bytes, policy: InboundPolicy, carrier: str = "baggage")
     if len(atoms) > policy.max_atoms:
         reject("too many atoms", f"{carrier}: {len(atoms)} atoms > {policy.max_atoms}")
         return None
-    problem = _check_atoms(atoms)
+    problem = check_atoms(atoms)
     if problem is not None:
         reject("malformed", f"{carrier}: {problem}")
         return None
