@@ -89,6 +89,11 @@ async def main(pool, procs, mp):
     with mp.Pool(1) as p:
         sync("Pool.apply", lambda: p.apply(bump))
         sync("Pool.map", lambda: p.map(bump_item, [1]))
+        sync("Pool.apply_async", lambda: p.apply_async(bump).get(30))
+        sync("Pool.map_async", lambda: p.map_async(bump_item, [1]).get(30))
+        sync("Pool.starmap", lambda: p.starmap(bump_item, [(1,)]))
+        sync("Pool.imap", lambda: list(p.imap(bump_item, [1])))
+        sync("Pool.imap_unordered", lambda: list(p.imap_unordered(bump_item, [1])))
     return got
 
 def bump_item(_):
@@ -104,7 +109,8 @@ CONSTRUCTS = [
     "create_task", "ensure_future", "gather", "TaskGroup", "wait", "as_completed", "wait_for",
     "shield", "to_thread", "run_in_executor", "run_in_executor_processes", "wrap_future",
     "submit_result", "process_submit_result", "Thread", "Timer", "Process", "Pool.apply",
-    "Pool.map",
+    "Pool.map", "Pool.apply_async", "Pool.map_async", "Pool.starmap", "Pool.imap",
+    "Pool.imap_unordered",
 ]
 
 
