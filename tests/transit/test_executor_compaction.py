@@ -91,3 +91,23 @@ def test_gathered_executor_futures_join() -> None:
         return int(Hops.current().count), components()
 
     assert asyncio.run(main()) == (30, 1)
+
+
+def test_submit_of_ctx_run_branches_into_that_context() -> None:
+    # executor.submit(ctx.run, f): f runs in ctx (the app's choice) as a child of the caller
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("app_var", default="unset")
+    var.set("app")
+    ctx = contextvars.copy_context()
+    seen: list[str] = []
+
+    def work() -> None:
+        seen.append(var.get())
+        bump()
+
+    with cf.ThreadPoolExecutor(1) as pool:
+        for _ in range(3):
+            pool.submit(ctx.run, work).result(timeout=10)
+    assert seen == ["app"] * 3
+    assert (int(Hops.current().count), components()) == (3, 1)

@@ -38,7 +38,13 @@ def _thread_submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         # ``ctx.run`` / ``partial(ctx.run, ...)`` (asyncio.to_thread, apps): branch into that
         # context, which the callable runs in; anything else runs in a branched copy
         given = context_run_target(fn)
-        ctx, start = _t.branch_context(given)
+        if given is not None:
+            try:
+                ctx, start = _t.branch_context(given)
+            except RuntimeError:  # that context is entered right now: branch around it
+                given = None
+        if given is None:
+            ctx, start = _t.branch_context()
     except Exception:
         problem("executor branch")
         return original(self, fn, *args, **kwargs)
