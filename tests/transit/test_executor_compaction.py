@@ -111,3 +111,23 @@ def test_submit_of_ctx_run_branches_into_that_context() -> None:
             pool.submit(ctx.run, work).result(timeout=10)
     assert seen == ["app"] * 3
     assert (int(Hops.current().count), components()) == (3, 1)
+
+
+def test_executors_join_with_the_futures_patch_off() -> None:
+    # CTXPLANE_DISABLED_PATCHES=futures: the asyncio patch branches run_in_executor itself
+    from ctxplane.patches import futures
+
+    async def child() -> None:
+        await asyncio.to_thread(bump)
+        await asyncio.get_running_loop().run_in_executor(None, bump)
+
+    async def main() -> tuple[int, int]:
+        for _ in range(50):
+            await asyncio.create_task(child())
+        return int(Hops.current().count), components()
+
+    futures.unpatch()
+    try:
+        assert asyncio.run(main()) == (100, 1)
+    finally:
+        futures.patch()
