@@ -47,7 +47,10 @@ stay theirs. They get an execution of their own whose creator is the scheduler (
 they pass on in-band are redirected like any other), but they do not count among the
 scheduler's pending children - otherwise every task that sleeps or waits on I/O could never be
 folded. Children observed together (gather, TaskGroup exit) are joined in one batch
-(:func:`join_executions`): the same rule, one merge and one fold pass.
+(:func:`join_executions`): the same rule, one merge and one fold pass. Children that run in
+another process (pool calls, processes) get the same records and rule
+(:mod:`ctxplane.transit.remote`); a caller remembers the remote components it folded
+(:func:`join_returned`), so a response joined twice counts once.
 """
 
 from __future__ import annotations
