@@ -176,3 +176,26 @@ def test_tasks_sharing_a_context_the_caller_chose_count_exactly() -> None:
 
     asyncio.run(main())
     assert int(Hops.current().count) == 5
+
+
+def test_a_returned_component_joined_again_counts_once() -> None:
+    # join_returned with the same baggage and fold marker again (a replayed response): the
+    # component was folded the first time; later copies are redirected, never counted again
+    from ctxplane.baggage import Baggage
+    from ctxplane.transit import context
+
+    cid = b"\x05" * 8
+    back = Baggage.of(Hops(count=Hops().count.increment(3, cid)))
+    bump()
+    for _ in range(5):
+        context.join_returned(back, cid)
+        assert (int(Hops.current().count), components()) == (4, 1)
+
+    async def other() -> None:  # another execution gets the replay
+        context.join_returned(back, cid)
+
+    async def main() -> None:
+        await asyncio.create_task(other())
+
+    asyncio.run(main())
+    assert (int(Hops.current().count), components()) == (4, 1)

@@ -9,6 +9,8 @@ Real aiohttp and gRPC servers on 127.0.0.1 (ephemeral ports), no mocks.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,6 +65,7 @@ def patched() -> Iterator[None]:
 def fresh_baggage() -> Iterator[None]:
     token = context._frame.set(context.Frame(Baggage.empty()))
     limits.reset_rejections()
+    limits.reset_unreturned()
     yield
     context._frame.reset(token)
 
@@ -129,6 +132,30 @@ async def names_the_callers_component(request: web.Request) -> web.Response:
     )
 
 
+async def late(request: web.Request) -> web.StreamResponse:
+    context.update_bag(Calls, n=(context.get_bag(Calls) or Calls()).n + 1)
+    resp = web.StreamResponse()
+    await resp.prepare(request)
+    context.update_bag(Calls, n=(context.get_bag(Calls) or Calls()).n + 1)  # cannot go back
+    await resp.write(b"ok")
+    await resp.write_eof()
+    return resp
+
+
+def _count_in_thread() -> None:
+    context.update_bag(Calls, n=(context.get_bag(Calls) or Calls()).n + 1)
+
+
+async def in_thread(request: web.Request) -> web.Response:
+    await asyncio.to_thread(_count_in_thread)
+    return web.Response(text="ok")
+
+
+async def in_executor(request: web.Request) -> web.Response:
+    await asyncio.get_running_loop().run_in_executor(None, _count_in_thread)
+    return web.Response(text="ok")
+
+
 BAD_MARKER = "not-a-component"
 
 
@@ -151,6 +178,9 @@ def run(coro_fn: Any) -> Any:
             ("/count", counting),
             ("/pending", leaves_work_running),
             ("/stream", streams),
+            ("/late", late),
+            ("/to_thread", in_thread),
+            ("/executor", in_executor),
             ("/bad", bad_marker),
             ("/wrong", names_the_callers_component),
         ):
@@ -204,15 +234,53 @@ def test_http_no_fold_when_the_handler_left_work_running() -> None:
     assert comps == 5  # exact, one component per call
 
 
-def test_http_no_fold_for_streamed_responses() -> None:
-    async def go(session: aiohttp.ClientSession, base: str) -> tuple[int, int, bool]:
-        marked = False
-        for _ in range(3):
-            resp = await get(session, f"{base}/stream")
-            marked = marked or "ctxplane-baggage-fold" in resp.headers
-        return count(), components(), marked
+MANY = 10_000  # issue 8, point 1: 10,000 calls per construct
 
-    assert run(go) == (3, 3, False)
+
+async def many(session: aiohttp.ClientSession, url: str) -> bool:
+    """MANY calls (50 at a time) and the caller's own count: whether a response was marked."""
+    context.update_bag(Calls, n=(context.get_bag(Calls) or Calls()).n + 1)
+
+    async def one() -> bool:
+        return "ctxplane-baggage-fold" in (await get(session, url)).headers
+
+    marked = await one()  # first alone: it starts the trace the others share
+    for _ in range(MANY // 50 - 1):
+        marked = any(await asyncio.gather(*(one() for _ in range(50)))) or marked
+    last = await asyncio.gather(*(one() for _ in range(49)))
+    return marked or any(last)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("path", ["/stream", "/to_thread", "/executor"])
+def test_http_many_calls_fold_streamed_and_executor_handlers(path: str) -> None:
+    # before the fix: streamed responses and handlers awaiting to_thread / run_in_executor sent
+    # no marker, the caller's baggage grew one component per call past the outbound cap, was
+    # trimmed, and the count drifted
+    async def go(session: aiohttp.ClientSession, base: str) -> tuple[bool, int, int, int]:
+        marked = await many(session, f"{base}{path}")
+        return marked, count(), components(), len(context.serialize())
+
+    marked, n, comps, size = run(go)
+    assert (marked, n, comps) == (True, MANY + 1, 1)
+    assert size < 64
+    assert limits.unreturned_changes() == {}
+
+
+def test_http_changes_after_a_streamed_head_left_are_counted_not_lost_silently(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def go(session: aiohttp.ClientSession, base: str) -> tuple[int, int]:
+        for _ in range(3):
+            await get(session, f"{base}/late")
+        return count(), components()
+
+    limits.reset_unreturned()
+    with caplog.at_level(logging.WARNING, logger="ctxplane.wire"):
+        # each call counted once before the head left (returned, folded), once after (not)
+        assert run(go) == (3, 1)
+    assert limits.unreturned_changes() == {"streamed": 3}
+    assert any("stay on the server" in m for m in caplog.messages)
 
 
 def test_http_bad_marker_is_dropped_and_the_baggage_joined() -> None:
@@ -240,6 +308,68 @@ def test_http_a_marker_naming_a_component_the_caller_sent_is_not_folded() -> Non
     n, comps = run(go)
     assert n == 5  # upstream 3, the child 1, the server 1
     assert comps == 3
+
+
+class CachingProxy:
+    """A caching HTTP/1.1 proxy on raw asyncio streams (nothing of it is instrumented): the
+    first GET of a path goes upstream with the caller's request head, every later GET of it
+    gets the stored response bytes - the same baggage and fold marker again."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.cache: dict[bytes, bytes] = {}
+        self.fetched = 0
+
+    async def fetch(self, head: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        try:
+            writer.write(head)
+            await writer.drain()
+            resp = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", resp)
+            assert m is not None
+            body = await asyncio.wait_for(reader.readexactly(int(m.group(1))), 10)
+        finally:
+            writer.close()
+        self.fetched += 1
+        return resp + body
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for _ in range(10_000):  # requests on one keep-alive connection
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1]
+                if path not in self.cache:
+                    self.cache[path] = await self.fetch(head)
+                writer.write(self.cache[path])
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def test_http_a_replayed_response_counts_once() -> None:
+    # issue 8, point 3: before the fix every replay folded the component again (count 40)
+    async def go(session: aiohttp.ClientSession, base: str) -> tuple[int, int, int]:
+        proxy = CachingProxy(int(base.rsplit(":", 1)[1]))
+        server = await asyncio.start_server(proxy.serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/count"
+        try:
+            for _ in range(CALLS // 2):
+                resp = await get(session, url)
+                assert "ctxplane-baggage-fold" in resp.headers
+            # replays observed by other tasks too
+            await asyncio.gather(*(get(session, url) for _ in range(CALLS // 2)))
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert proxy.fetched == 1
+        return count(), components(), len(context.serialize())
+
+    n, comps, size = run(go)
+    assert (n, comps) == (1, 1)  # one call reached the server
+    assert size < 64
 
 
 # -- gRPC --------------------------------------------------------------------------------------

@@ -304,9 +304,11 @@ class Baggage:
             _joins[key] = (self, o, result)
             return result
         lists: list[Baggage] = [self]
+        seen = {id(self)}  # the same object once (a set: thousands of children join at once)
         for o in others:
-            if o is None or not o._atoms or any(o is x for x in lists):
+            if o is None or not o._atoms or id(o) in seen:
                 continue
+            seen.add(id(o))
             lists.append(o)
         if len(lists) == 1:
             return self

@@ -3,11 +3,25 @@ report ctxplane's own failures without ever failing the application."""
 
 from __future__ import annotations
 
+import contextvars
+import functools
 from typing import Any
 
 from .._report import problem
 
-__all__ = ["Originals", "problem"]
+__all__ = ["Originals", "context_run_target", "pool_machinery", "problem"]
+
+
+def context_run_target(fn: Any) -> contextvars.Context | None:
+    """The context ``fn`` runs its callable in, when ``fn`` is ``ctx.run`` or
+    ``functools.partial(ctx.run, ...)`` (what ``asyncio.to_thread`` and many apps hand to an
+    executor): the branch must go into that context, not into a copy around it."""
+    if type(fn) is functools.partial:
+        fn = fn.func
+    owner = getattr(fn, "__self__", None)
+    if type(owner) is contextvars.Context and getattr(fn, "__name__", None) == "run":
+        return owner
+    return None
 
 
 class Originals:
@@ -42,3 +56,18 @@ class Originals:
 
     def __bool__(self) -> bool:
         return bool(self._saved)
+
+
+_POOL_MODULES = frozenset(
+    {"concurrent.futures.thread", "concurrent.futures.process", "multiprocessing.pool"}
+)
+
+
+def pool_machinery(worker: Any) -> bool:
+    """Whether a thread or process is an executor's or a pool's own machinery (a worker, a
+    manager thread): not branched, since the tasks it runs are. Branched, it would count as a
+    child of whichever execution happened to start it, never observed by it (an executor's
+    manager joins its workers), and keep that execution from ever being folded."""
+    target = getattr(worker, "_target", None)
+    owner = target if target is not None else type(worker)
+    return getattr(owner, "__module__", None) in _POOL_MODULES

@@ -51,9 +51,12 @@ code that imported ``web.Application`` or ``ClientSession`` before activation is
     (:func:`ctxplane.wire.tracecontext.response_delta`): the caller holds the rest already, so
     its join gives the same result as joining the whole baggage, for less to encode, send,
     validate and merge. A handler that changed nothing sends no header. Responses never carry
-    a trace context; W3C baggage members only when the handler changed them. A complete
-    (non-streamed) response of a handler whose execution kept nothing back also carries the
-    fold marker (:mod:`ctxplane.wire.fold`), which the client honours when it joins.
+    a trace context; W3C baggage members only when the handler changed them. A response of a
+    handler whose execution kept nothing back (so far, for a stream) also carries the fold
+    marker (:mod:`ctxplane.wire.fold`), which the client honours when it joins. What a
+    streaming handler changes after its head left cannot reach the caller (aiohttp clients
+    drop HTTP trailers): it is counted and warned about
+    (:func:`ctxplane.wire.limits.unreturned_changes`), never sent late or guessed.
 
 ``aiohttp.web_protocol.RequestHandler.__init__`` (server, per connection)
     aiohttp refuses any header field longer than ``max_field_size`` (default 8190 bytes, name
@@ -96,7 +99,7 @@ from ..transit import context as _t
 from ..wire import tracecontext as _tc
 from ..wire.fold import decode_fold, encode_fold, fold_key
 from ..wire.http import decode_header, encode_header
-from ..wire.limits import DEFAULT_MAX_BAGGAGE_BYTES, InboundPolicy, reject
+from ..wire.limits import DEFAULT_MAX_BAGGAGE_BYTES, InboundPolicy, reject, unreturned
 from ..wire.w3c import (
     BAGGAGE,
     TRACEPARENT,
@@ -174,8 +177,10 @@ _ClientResponseError = _client_exceptions.ClientResponseError
 # The request being served and the baggage it started with (a response carries what changed).
 # Only that request's responses are touched: a server started from inside a handler inherits
 # this context too.
-_serving: contextvars.ContextVar[tuple[Any, Baggage, Any, Any] | None] = contextvars.ContextVar(
-    "ctxplane_aiohttp_serving", default=None
+_serving: contextvars.ContextVar[tuple[Any, Baggage, Any, Any, list[Baggage]] | None] = (
+    contextvars.ContextVar(
+        "ctxplane_aiohttp_serving", default=None
+    )
 )
 
 def _problem(where: str) -> None:
@@ -534,14 +539,39 @@ async def _serve(
             initial = _current()  # the X-Trace bag added or removed, the span started
         except Exception:
             _problem("server span")
-    stoken = _serving.set((request, initial, ex, sp))
+    streamed: list[Baggage] = []  # the baggage a streamed response's head carried
+    stoken = _serving.set((request, initial, ex, sp, streamed))
     try:
         return await original(proto, request, start_time, handler)
     finally:
         if sp is not None:
             _end_span(tr, sp, sp.status_code, None, 500)
+        if streamed:
+            _check_unreturned(streamed[0])
         _serving.reset(stoken)
         _frame_var.reset(token)
+
+
+def _check_unreturned(sent: Baggage) -> None:
+    # A streamed response's head left before the handler ended: what the handler changed
+    # afterwards cannot reach the caller (aiohttp clients drop HTTP trailers). Said loudly.
+    try:
+        final = _current()
+        if final is sent:
+            return
+        late = _tc.response_delta(final, sent)
+        if late:
+            from ..tracing.xtrace import XTraceBaggage  # tracing's own events stay local
+
+            late = late.without(XTraceBaggage)
+        if late:
+            unreturned(
+                "streamed",
+                "a handler changed its baggage after its streamed response's head was sent; "
+                "those changes stay on the server",
+            )
+    except Exception:
+        _problem("server response")
 
 
 def _wrap_handle_request(original: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
@@ -572,11 +602,15 @@ def _wrap_start(original: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[.
                     _t.tracer.send("response")
                 s = _settings
                 value = _response_value(serving[1], s)
+                if not isinstance(self, _Response):
+                    # a stream: its head carries the baggage as of now, and nothing later can
+                    # follow it (checked when the handler ends)
+                    serving[4].append(_current())
                 if value is not None:
                     self.headers[s.header] = value
-                    # a complete response (not a stream still being written) of a handler
-                    # that kept nothing back: the caller may fold its component
-                    folded = _t.foldable(serving[2]) if isinstance(self, _Response) else None
+                    # a handler that kept nothing back (no child left unobserved): the caller
+                    # may fold its component, also for a stream (the head is the only way back)
+                    folded = _t.foldable(serving[2])
                     if folded is not None:
                         self.headers[s.fold_header] = encode_fold(folded)
             except Exception:

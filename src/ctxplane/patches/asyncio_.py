@@ -15,12 +15,15 @@ be patched in place, and Python 3.11 gives no access to a task's context. ctxpla
   task factory is kept and called with a branched context; its tasks are remembered (weakly)
   so that the Python-level join points below still join them;
 * patches the Python-level join points that do not go through those methods in the observer:
-  ``_GatheringFuture`` (gather), ``TaskGroup.__aexit__``, ``shield``, ``run_in_executor`` and
-  ``to_thread`` (both return futures that join when awaited), and branches callbacks scheduled
-  with ``call_soon`` / ``call_later`` / ``call_at`` / I/O readiness (branch only: nothing
-  flows back). On asyncio's own loops that is done in ``asyncio.events.Handle.__init__``
-  (replaced by an equivalent that also branches), which every callback goes through, so a
-  task's own steps cost nothing extra; on uvloop the scheduling methods are wrapped.
+  ``_GatheringFuture`` (gather), ``TaskGroup.__aexit__``, ``shield`` and ``wrap_future`` (both
+  return futures that join when awaited; patched in place, see below, so that names bound
+  before activation are covered too). ``run_in_executor`` and ``to_thread`` need nothing more:
+  the executor's patched ``submit`` branches (into the context ``to_thread`` made) and
+  ``wrap_future`` joins. It also branches callbacks scheduled with ``call_soon`` /
+  ``call_later`` / ``call_at`` / I/O readiness (branch only: nothing flows back). On
+  asyncio's own loops that is done in ``asyncio.events.Handle.__init__`` (replaced by an
+  equivalent that also branches), which every callback goes through, so a task's own steps
+  cost nothing extra; on uvloop the scheduling methods are wrapped.
 
 The subclass costs a few percent per task on its own (the C task takes slower paths for
 subclasses) and the ``__await__`` generator a few more: measured in
@@ -46,12 +49,13 @@ import functools
 import inspect
 import logging
 import sys
+import types
 import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
 from ..transit import context as _t
-from ._util import problem
+from ._util import context_run_target, problem
 
 __all__ = ["JoiningTask", "is_patched", "patch", "unpatch"]
 
@@ -91,6 +95,9 @@ def _join_child(fut: Any) -> None:
         if _observing():
             fut._join()
         return
+    if type(fut) is JoiningFuture:  # an executor call, a shielded task
+        fut._ctxplane_join()
+        return
     state = getattr(fut, _CTX, None)
     if state is None:
         if not _foreign:
@@ -101,7 +108,10 @@ def _join_child(fut: Any) -> None:
             return
         if state is None:
             return
-    _t.join_context(state[0], state[1])
+    try:
+        _t.join_context(state[0], state[1])
+    except Exception:
+        problem("asyncio join")
 
 
 def _join_all(children: Any) -> None:
@@ -190,14 +200,17 @@ class JoiningFuture(asyncio.Future[Any]):
     _ctxplane_cf: Any = None
 
     def _ctxplane_join(self) -> None:
-        if self._ctxplane_ctx is not None:
-            _t.join_context(*self._ctxplane_ctx)
-        elif self._ctxplane_source is not None:
-            _join_child(self._ctxplane_source)
-        elif self._ctxplane_cf is not None:
-            from . import futures  # a process pool's future carries the worker's baggage
+        try:
+            if self._ctxplane_ctx is not None:
+                _t.join_context(*self._ctxplane_ctx)
+            elif self._ctxplane_source is not None:
+                _join_child(self._ctxplane_source)
+            elif self._ctxplane_cf is not None:
+                from . import futures  # an executor's future carries the child's baggage
 
-            futures.join_future(self._ctxplane_cf)
+                futures.join_future(self._ctxplane_cf)
+        except Exception:
+            problem("asyncio future join")
 
     def __await__(self) -> Generator[Any, None, Any]:
         try:
@@ -402,13 +415,11 @@ def _handle_init_replaceable() -> bool:
     }
 
 
-def _in_other_process(self: Any, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
-    # A context cannot cross a process boundary: the executor's own (patched) submit carries
-    # the baggage as bytes, and the future joins what the worker sends back.
-    cf_future = executor.submit(func, *args)
-    jf = JoiningFuture(loop=self)
-    jf._ctxplane_cf = cf_future
-    return _follow(asyncio.wrap_future(cf_future, loop=self), jf)
+def _futures_patch() -> Any:
+    # the concurrent.futures patch, when installed: its executors branch at ``submit`` and
+    # ``wrap_future`` (below) makes their futures join when awaited
+    mod = sys.modules.get("ctxplane.patches.futures")
+    return mod if mod is not None and mod.is_patched() else None
 
 
 def _make_run_in_executor(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -416,12 +427,22 @@ def _make_run_in_executor(original: Callable[..., Any]) -> Callable[..., Any]:
         if asyncio.iscoroutine(func) or asyncio.iscoroutinefunction(func):
             # the loop refuses these (asyncio in debug mode, uvloop always): let it see them
             return original(self, executor, func, *args)
-        if executor is not None and not isinstance(
-            executor, concurrent.futures.ThreadPoolExecutor
+        if _futures_patch() is not None or (
+            executor is not None
+            and not isinstance(executor, concurrent.futures.ThreadPoolExecutor)
         ):
-            return _in_other_process(self, executor, func, *args)
-        ctx, start = _t.branch_context()
-        fut = original(self, executor, functools.partial(ctx.run, func), *args)
+            # the executor's submit branches (or nothing can); wrap_future joins
+            return original(self, executor, func, *args)
+        # the futures patch is off: branch here (into the context of ``partial(ctx.run, f)``,
+        # which is what asyncio.to_thread passes, else a copy around ``func``)
+        try:
+            given = context_run_target(func)
+            ctx, start = _t.branch_context(given)
+        except Exception:
+            problem("executor branch")
+            return original(self, executor, func, *args)
+        call = func if given is not None else functools.partial(ctx.run, func)
+        fut = original(self, executor, call, *args)
         jf = JoiningFuture(loop=self)
         jf._ctxplane_ctx = (ctx, start)
         return _follow(fut, jf)
@@ -430,32 +451,86 @@ def _make_run_in_executor(original: Callable[..., Any]) -> Callable[..., Any]:
     return run_in_executor
 
 
-async def _to_thread(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    loop = asyncio.get_running_loop()
-    ctx, start = _t.branch_context()
-    original = _originals[(asyncio.base_events.BaseEventLoop, "run_in_executor")]
-    call = functools.partial(ctx.run, func, *args, **kwargs)
+# -- functions patched in place -------------------------------------------------------------
+#
+# ``shield`` and ``wrap_future`` return a plain (C) ``asyncio.Future`` they create themselves:
+# no class or loop method they call can make awaiting it join (the C future takes no state and
+# cannot change class, and making every ``loop.create_future`` a Python subclass would tax all
+# of asyncio). Replacing the module attribute misses names bound before activation (``from
+# asyncio import shield``, uvloop's own ``asyncio.wrap_future``). So the function object
+# itself is retargeted: its ``__code__`` becomes a trampoline that calls ctxplane's version
+# (published under a ``_ctxplane_*`` name in the function's own module), which calls a copy
+# of the original. ``unpatch`` puts the code back.
+
+
+def _shield_trampoline(arg):  # type: ignore[no-untyped-def]
+    return _ctxplane_shield(arg)  # type: ignore[name-defined]  # noqa: F821
+
+
+def _wrap_future_trampoline(future, *, loop=None):  # type: ignore[no-untyped-def]
+    return _ctxplane_wrap_future(future, loop=loop)  # type: ignore[name-defined]  # noqa: F821
+
+
+_retargeted: dict[Any, tuple[Any, str]] = {}  # function -> (its own code, published name)
+_copies: dict[str, Callable[..., Any]] = {}  # published name -> copy of the original
+
+
+def _retarget(fn: Any, trampoline: Any, name: str, replacement: Callable[..., Any]) -> None:
+    if fn in _retargeted or fn.__code__.co_freevars:
+        return
+    copy = types.FunctionType(
+        fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
+    )
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    copy.__qualname__ = fn.__qualname__
+    _copies[name] = copy
+    fn.__globals__[name] = replacement
+    _retargeted[fn] = (fn.__code__, name)
+    fn.__code__ = trampoline.__code__
+
+
+def _restore_retargeted() -> None:
+    for fn, (code, name) in list(_retargeted.items()):
+        fn.__code__ = code
+        fn.__globals__.pop(name, None)
+    _retargeted.clear()
+    _copies.clear()
+
+
+def _wrap_future(future: Any, *, loop: Any = None) -> Any:
+    # asyncio.wrap_future: a future of a patched executor becomes a JoiningFuture (awaiting
+    # it, or reading its result, joins the child); anything else is wrapped as before
     try:
-        if isinstance(loop, asyncio.base_events.BaseEventLoop):
-            return await original(loop, None, call)
-        return await loop.run_in_executor(None, call)
-    finally:
-        _t.join_context(ctx, start)
+        fp = _futures_patch()
+        ours = (
+            fp is not None
+            and not asyncio.isfuture(future)
+            and isinstance(future, concurrent.futures.Future)
+            and fp.carries(future)
+        )
+        if ours:
+            if loop is None:
+                loop = asyncio.events._get_event_loop()  # type: ignore[attr-defined]
+            jf = JoiningFuture(loop=loop)
+            jf._ctxplane_cf = future
+            asyncio.futures._chain_future(future, jf)  # type: ignore[attr-defined]
+            return jf
+    except Exception:
+        problem("wrap_future")
+    return _copies["_ctxplane_wrap_future"](future, loop=loop)
 
 
 def _shield(arg: Any) -> Any:
-    original = _originals[(asyncio.tasks, "shield")]
+    original = _copies["_ctxplane_shield"]
     inner = asyncio.ensure_future(arg)
     outer = original(inner)
-    if outer is inner or inner.done():
-        if inner.done():
-            jf = JoiningFuture(loop=inner.get_loop())
-            jf._ctxplane_source = inner
-            return _follow(outer, jf)
+    try:
+        jf = JoiningFuture(loop=inner.get_loop())
+        jf._ctxplane_source = inner
+        return _follow(outer, jf)
+    except Exception:
+        problem("shield")
         return outer
-    jf = JoiningFuture(loop=inner.get_loop())
-    jf._ctxplane_source = inner
-    return _follow(outer, jf)
 
 
 def _gathering_await(self: Any) -> Generator[Any, None, Any]:
@@ -539,10 +614,13 @@ def patch() -> None:
     tg = asyncio.taskgroups.TaskGroup
     _set(tg, "create_task", _make_taskgroup_create_task(_save(tg, "create_task")))
     _set(asyncio.taskgroups.TaskGroup, "__aexit__", _taskgroup_aexit)
-    for mod in (asyncio.tasks, asyncio):
-        _set(mod, "shield", _shield)
-    for mod in (asyncio.threads, asyncio):
-        _set(mod, "to_thread", _to_thread)
+    _retarget(asyncio.tasks.shield, _shield_trampoline, "_ctxplane_shield", _shield)
+    _retarget(
+        asyncio.futures.wrap_future,
+        _wrap_future_trampoline,
+        "_ctxplane_wrap_future",
+        _wrap_future,
+    )
     uvloop = sys.modules.get("uvloop")
     if uvloop is not None:
         patch_uvloop(uvloop)
@@ -565,6 +643,7 @@ def unpatch() -> None:
     for (owner, name), original in list(_originals.items()):
         setattr(owner, name, original)
     _originals.clear()
+    _restore_retargeted()
     if _patched:
         # Tasks made while patched stay their own execution records until they end.
         _t.set_observing(None)

@@ -14,11 +14,12 @@ multiprocessing's own connection reduction), copied by ``fork``. The parent clos
 of the write end right after ``start``. In the child, the wrapped ``BaseProcess._bootstrap``
 runs the whole bootstrap - hence ``run()``, also when a subclass overrides it - with that
 baggage active in a fresh execution (its own counter component), and in a ``finally`` sends
-the final baggage bytes back with ``Connection.send_bytes`` (nothing if unchanged; trimmed
-to :data:`_PIPE_LIMIT` so that the write never blocks on a full pipe before the parent
-reads). ``join()``, once the process has exited, reads those bytes without blocking
-(``poll``), closes the read end and joins them into the caller; a later ``join()`` joins the
-same bytes again, which changes nothing.
+the final baggage back with ``Connection.send_bytes`` (nothing if unchanged; trimmed to
+:data:`_PIPE_LIMIT` so that the write never blocks on a full pipe before the parent reads),
+prefixed by the child's foldable component (:mod:`ctxplane.transit.remote`). ``join()``, once
+the process has exited, reads them without blocking (``poll``), closes the read end and joins
+them into the caller - folding the child's component on the first join by the process's
+starter; a later ``join()`` changes nothing.
 
 *Spawned children patch themselves*: a ``spawn`` / ``forkserver`` child is a fresh
 interpreter where ctxplane may not be active, so ``_bootstrap`` would not be wrapped.
@@ -30,13 +31,15 @@ Unpickling the carrier (which happens while the process object is unpickled, bef
 ``map_async``, ``starmap``, ``starmap_async``) send the caller's baggage bytes with each call
 and run the function through top-level picklable wrappers (:func:`_run_with_baggage`,
 :func:`_run_item`) that execute it with that baggage active in a fresh execution and return
-a :class:`_Carried` ``(result, baggage bytes)``. The result objects' ``_set`` (run by the
-pool's result-handler thread) unwraps it - callbacks and ``get()`` see the plain result -
-and keeps the bytes; ``get()`` joins them into the caller once the result is ready.
+a :class:`~._carry.Carried` (result, baggage bytes, foldable component). The result objects'
+``_set`` (run by the pool's result-handler thread) unwraps it - callbacks and ``get()`` see
+the plain result - and keeps the rest; ``get()`` joins it into the caller once the result is
+ready (each call is a child record: folded on the first ``get()`` by the submitter).
 ``imap`` / ``imap_unordered`` (any ``chunksize``) send the bytes the same way and return a
 :class:`_JoiningIterator`, which yields the plain results and joins each result's baggage
 into the caller as the caller takes it. Calls whose worker raised carry no baggage back.
-Pool worker processes themselves are not branched (their tasks are).
+Pool and ProcessPoolExecutor worker processes themselves are not branched (their tasks are).
+ctxplane's own failures on either side are contained: the target runs, the app goes on.
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ from typing import Any
 
 from ..baggage import Baggage
 from ..transit import context as _t
-from ._util import Originals
+from ..transit.remote import Worker, remote_children
+from . import _carry
+from ._carry import Carried, run_carried
+from ._util import Originals, pool_machinery, problem
 
 __all__ = ["is_patched", "patch", "unpatch"]
 
@@ -70,21 +76,24 @@ class _Carrier:
     """What a started process carries: the parent's baggage bytes and the result pipe.
 
     Picklable (for ``spawn`` / ``forkserver``): the state is ``(data, writer)``; the reader
-    never leaves the parent. Unpickling it patches the child (see the module docstring).
+    and the child's record never leave the parent. Unpickling it patches the child (see the
+    module docstring).
     """
 
-    __slots__ = ("data", "reader", "received", "writer")
+    __slots__ = ("data", "reader", "received", "record", "writer")
 
     def __init__(
         self,
         data: bytes,
         reader: multiprocessing.connection.Connection | None,
         writer: multiprocessing.connection.Connection | None,
+        record: _t.Execution | None = None,
     ) -> None:
         self.data = data
         self.reader = reader
         self.writer = writer
-        self.received: bytes | None = None
+        self.record = record
+        self.received: tuple[bytes, bytes | None] | None = None
 
     def __getstate__(self) -> tuple[bytes, multiprocessing.connection.Connection | None]:
         return self.data, self.writer
@@ -95,6 +104,7 @@ class _Carrier:
         self.data, self.writer = state
         self.reader = None
         self.received = None
+        self.record = None
         patch()
 
 
@@ -105,9 +115,8 @@ def _close(conn: multiprocessing.connection.Connection | None) -> None:
 
 
 def _skip(proc: Any) -> bool:
-    # Pool workers are not branched: each task they run is (see _run_with_baggage).
-    worker: Any = getattr(multiprocessing.pool, "worker", None)
-    return worker is not None and getattr(proc, "_target", None) is worker
+    # Pool and ProcessPoolExecutor workers are not branched: each task they run is.
+    return pool_machinery(proc)
 
 
 def _start(self: multiprocessing.process.BaseProcess) -> None:
@@ -115,14 +124,26 @@ def _start(self: multiprocessing.process.BaseProcess) -> None:
     if _skip(self):
         original(self)
         return
-    reader, writer = multiprocessing.Pipe(duplex=False)
-    carrier = _Carrier(_t.serialize(), reader, writer)
+    branched = _carry.branch()
+    if branched is None:
+        original(self)
+        return
+    data, (record,) = branched
+    try:
+        reader, writer = multiprocessing.Pipe(duplex=False)
+    except Exception:
+        problem("process branch")
+        _carry.join((record,), ())
+        original(self)
+        return
+    carrier = _Carrier(data, reader, writer, record)
     setattr(self, _ATTR, carrier)
     try:
         original(self)
     except BaseException:
         _close(reader)
         carrier.reader = None
+        _carry.join((record,), ())  # never started: observed now, by its creator
         raise
     finally:
         # The child has its own copy (forked, or duplicated while pickling): drop ours.
@@ -138,21 +159,32 @@ def _bootstrap(self: multiprocessing.process.BaseProcess, *args: Any, **kwargs: 
     _close(carrier.reader)  # a forked child inherited the parent's read end
     carrier.reader = None
     writer, carrier.writer = carrier.writer, None
-    start = Baggage.from_bytes(carrier.data)
-    token = _t._frame.set(_t.Frame(start, _t.Execution()))
+    worker = Worker()
+    try:
+        worker.start(carrier.data)
+    except Exception:
+        problem("process start")  # the target runs without the parent's baggage
+        _close(writer)
+        return int(original(self, *args, **kwargs))
     try:
         return int(original(self, *args, **kwargs))
     finally:
-        end = _t.current()
-        _t._frame.reset(token)
-        if writer is not None:
-            try:
-                if end is not start:
-                    writer.send_bytes(end.to_bytes(_PIPE_LIMIT))
-            except OSError:
-                pass
-            finally:
-                _close(writer)
+        try:
+            data, fold = worker.finish(_PIPE_LIMIT)
+            if data and writer is not None:
+                # one message: the fold marker's length (0 or 8), the marker, the baggage
+                writer.send_bytes(bytes((len(fold or b""),)) + (fold or b"") + data)
+        except Exception:
+            problem("process end")
+        finally:
+            _close(writer)
+
+
+def _received(message: bytes) -> tuple[bytes, bytes | None] | None:
+    n = message[0] if message else -1
+    if n not in (0, 8) or len(message) <= n + 1:
+        return None
+    return message[n + 1 :], (message[1 : n + 1] if n else None)
 
 
 def _join(self: multiprocessing.process.BaseProcess, timeout: float | None = None) -> None:
@@ -160,119 +192,144 @@ def _join(self: multiprocessing.process.BaseProcess, timeout: float | None = Non
     carrier: _Carrier | None = self.__dict__.get(_ATTR)
     if carrier is None or self.exitcode is None:
         return
-    with _lock:
-        reader, carrier.reader = carrier.reader, None
-        if reader is not None:
-            try:
-                if reader.poll():
-                    carrier.received = reader.recv_bytes()
-            except (OSError, EOFError):
-                pass
-            finally:
-                _close(reader)
-        data = carrier.received
-    if data:
-        _t.join(Baggage.from_bytes(data))
+    try:
+        with _lock:
+            reader, carrier.reader = carrier.reader, None
+            if reader is not None:
+                try:
+                    if reader.poll():
+                        carrier.received = _received(reader.recv_bytes())
+                except (OSError, EOFError):
+                    pass
+                finally:
+                    _close(reader)
+            got = carrier.received
+        if carrier.record is not None:
+            _carry.join((carrier.record,), () if got is None else (got,))
+        elif got is not None:
+            _t.join(Baggage.from_bytes(got[0]))
+    except Exception:
+        problem("process join")
 
 
 # -- Pool --------------------------------------------------------------------------------
 
-
-class _Carried:
-    """A pool task's result next to the worker's final baggage bytes (picklable)."""
-
-    __slots__ = ("data", "result")
-
-    def __init__(self, result: Any, data: bytes) -> None:
-        self.result = result
-        self.data = data
-
-    def __getstate__(self) -> tuple[Any, bytes]:
-        return self.result, self.data
-
-    def __setstate__(self, state: tuple[Any, bytes]) -> None:
-        self.result, self.data = state
+_REC = "_ctxplane_records"
 
 
-def _run_with_baggage(data: bytes, fn: Any, args: Any, kwargs: Any) -> _Carried:
+def _run_with_baggage(data: bytes, fn: Any, args: Any, kwargs: Any) -> Carried:
     """Worker side: run ``fn`` with the caller's baggage active in a fresh execution (a
     pool worker runs many tasks: each gets its own counter component)."""
-    start = Baggage.from_bytes(data)
-    token = _t._frame.set(_t.Frame(start, _t.Execution()))
-    try:
-        result = fn(*args, **kwargs)
-        end = _t.current()
-    finally:
-        _t._frame.reset(token)
-    return _Carried(result, b"" if end is start else end.to_bytes())
+    return run_carried(data, fn, args, kwargs)
 
 
-def _run_item(data: bytes, fn: Any, *args: Any) -> _Carried:
+def _run_item(data: bytes, fn: Any, *args: Any) -> Carried:
     """Worker side of ``map`` / ``starmap``: one item, like :func:`_run_with_baggage`."""
-    return _run_with_baggage(data, fn, args, {})
+    return run_carried(data, fn, args, {})
 
 
 def _apply_async(
     self: Any, func: Any, args: Any = (), kwds: Any = None, *rest: Any, **kw: Any
 ) -> Any:
     original = _saved.original(multiprocessing.pool.Pool, "apply_async")
-    wrapped = (_t.serialize(), func, tuple(args), dict(kwds or {}))
-    return original(self, _run_with_baggage, wrapped, {}, *rest, **kw)
+    branched = _carry.branch()
+    if branched is None:
+        return original(self, func, args, kwds or {}, *rest, **kw)
+    data, records = branched
+    try:
+        wrapped = (data, func, tuple(args), dict(kwds or {}))
+        result = original(self, _run_with_baggage, wrapped, {}, *rest, **kw)
+    except BaseException:
+        _carry.join(records, ())  # never ran: observed now, by its creator
+        raise
+    result.__dict__[_REC] = records
+    return result
 
 
 def _map_async(self: Any, func: Any, iterable: Any, mapper: Any, *rest: Any, **kw: Any) -> Any:
     original = _saved.original(multiprocessing.pool.Pool, "_map_async")
-    wrapped = functools.partial(_run_item, _t.serialize(), func)
-    return original(self, wrapped, iterable, mapper, *rest, **kw)
+    if not hasattr(iterable, "__len__"):
+        iterable = list(iterable)  # as the pool itself does: one record per item
+    branched = _carry.branch(len(iterable))
+    if branched is None:
+        return original(self, func, iterable, mapper, *rest, **kw)
+    data, records = branched
+    try:
+        wrapped = functools.partial(_run_item, data, func)
+        result = original(self, wrapped, iterable, mapper, *rest, **kw)
+    except BaseException:
+        _carry.join(records, ())
+        raise
+    result.__dict__[_REC] = records
+    return result
 
 
 class _JoiningIterator:
     """What a patched ``imap`` / ``imap_unordered`` returns: the pool's iterator, yielding
-    plain results and joining each result's baggage into the caller as it is taken."""
+    plain results and joining each result's baggage into the caller as it is taken.
 
-    __slots__ = ("_inner",)
+    The iterator is one pending child of the caller until it is exhausted (results not taken
+    yet may be taken by anyone); each result taken is a child of the caller, observed then."""
 
-    def __init__(self, inner: Any) -> None:
+    __slots__ = ("_inner", "_whole")
+
+    def __init__(self, inner: Any, whole: _t.Execution | None) -> None:
         self._inner = inner
+        self._whole = whole
 
     def __iter__(self) -> _JoiningIterator:
         return self
 
     def __next__(self) -> Any:
-        return _unwrap(next(self._inner))
+        return self._take(next, self._inner)
 
     def next(self, timeout: float | None = None) -> Any:
         """``IMapIterator.next(timeout)``, as the pool's iterator offers it."""
-        return _unwrap(self._inner.next(timeout))
+        return self._take(type(self._inner).next, self._inner, timeout)
 
-
-def _unwrap(value: Any) -> Any:
-    if type(value) is _Carried:
-        if value.data:
-            _t.join(Baggage.from_bytes(value.data))
+    def _take(self, step: Any, *args: Any) -> Any:
+        try:
+            value = step(*args)
+        except StopIteration:
+            whole, self._whole = self._whole, None
+            if whole is not None:
+                _carry.join((whole,), ())
+            raise
+        if type(value) is not Carried:
+            return value
+        whole = self._whole
+        if whole is not None and whole.creator is not None:
+            try:
+                rec = remote_children(1, whole.creator)[0]
+            except Exception:
+                problem("process pool branch")
+            else:
+                _carry.join((rec,), ((value.data, value.fold),))
         return value.result
-    return value
 
 
 def _make_imap(name: str) -> Any:
     def imap(self: Any, func: Any, iterable: Any, chunksize: int = 1) -> Any:
         original = _saved.original(multiprocessing.pool.Pool, name)
-        wrapped = functools.partial(_run_item, _t.serialize(), func)
-        return _JoiningIterator(original(self, wrapped, iterable, chunksize))
+        branched = _carry.branch()
+        if branched is None:
+            return original(self, func, iterable, chunksize)
+        data, (whole,) = branched
+        wrapped = functools.partial(_run_item, data, func)
+        return _JoiningIterator(original(self, wrapped, iterable, chunksize), whole)
 
     imap.__name__ = imap.__qualname__ = name
     return imap
 
 
-def _keep(result: Any, data: bytes) -> None:
-    if data:
-        result.__dict__.setdefault(_BYTES, []).append(data)
+def _keep(result: Any, item: Carried) -> None:
+    result.__dict__.setdefault(_BYTES, []).append((item.data, item.fold))
 
 
 def _apply_set(self: Any, i: Any, obj: Any) -> None:
     success, value = obj
-    if success and type(value) is _Carried:
-        _keep(self, value.data)
+    if success and type(value) is Carried:
+        _keep(self, value)
         obj = (True, value.result)
     _saved.original(multiprocessing.pool.ApplyResult, "_set")(self, i, obj)
 
@@ -282,8 +339,8 @@ def _map_set(self: Any, i: Any, success_result: Any) -> None:
     if success and isinstance(value, list):
         plain = []
         for item in value:
-            if type(item) is _Carried:
-                _keep(self, item.data)
+            if type(item) is Carried:
+                _keep(self, item)
                 plain.append(item.result)
             else:
                 plain.append(item)
@@ -297,9 +354,9 @@ def _get(self: Any, timeout: float | None = None) -> Any:
         return original(self, timeout)
     finally:
         if self.ready():
-            data = self.__dict__.get(_BYTES)
-            if data:
-                _t.join(*(Baggage.from_bytes(d) for d in data))
+            records = self.__dict__.get(_REC)
+            if records:
+                _carry.join(records, list(self.__dict__.get(_BYTES, ())))
 
 
 def patch() -> None:

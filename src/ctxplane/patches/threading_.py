@@ -5,6 +5,7 @@ thread's context holding the child's frame. The thread runs its whole bootstrap 
 ``run()``, even when a subclass overrides it - inside that context (``_bootstrap_inner`` is
 wrapped, not ``run``). ``join()`` merges the thread's final baggage into the joining thread
 once the thread has ended; a join that timed out while the thread still runs joins nothing.
+Executors' and pools' own threads are not branched (the tasks they run are).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 from typing import Any
 
 from ..transit import context as _t
-from ._util import Originals, problem
+from ._util import Originals, pool_machinery, problem
 
 __all__ = ["is_patched", "patch", "unpatch"]
 
@@ -23,7 +24,8 @@ _ATTR = "_ctxplane_ctx"
 
 def _start(self: threading.Thread) -> None:
     try:
-        setattr(self, _ATTR, _t.branch_context())
+        if not pool_machinery(self):
+            setattr(self, _ATTR, _t.branch_context())
     except Exception:
         problem("thread branch")
     _saved.original(threading.Thread, "start")(self)

@@ -47,7 +47,10 @@ stay theirs. They get an execution of their own whose creator is the scheduler (
 they pass on in-band are redirected like any other), but they do not count among the
 scheduler's pending children - otherwise every task that sleeps or waits on I/O could never be
 folded. Children observed together (gather, TaskGroup exit) are joined in one batch
-(:func:`join_executions`): the same rule, one merge and one fold pass.
+(:func:`join_executions`): the same rule, one merge and one fold pass. Children that run in
+another process (pool calls, processes) get the same records and rule
+(:mod:`ctxplane.transit.remote`); a caller remembers the remote components it folded
+(:func:`join_returned`), so a response joined twice counts once.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ import contextvars
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
@@ -108,7 +112,7 @@ class Execution:
     """One execution (a task, a thread, a callback...): its own counter component and what
     the compaction rule needs to know about it. Mutable; never sent anywhere."""
 
-    __slots__ = ("claimed", "creator", "escaped", "folded_into", "own", "pending")
+    __slots__ = ("__weakref__", "claimed", "creator", "escaped", "folded_into", "own", "pending")
 
     def __init__(self, creator: ExecutionRecord | None = None) -> None:
         self.own: bytes | None = None
@@ -295,10 +299,10 @@ def branch_context(ctx: contextvars.Context | None = None) -> tuple[contextvars.
     parent = f.ex
     assert parent is not None
     child = Frame(f.baggage, Execution(parent))
-    parent.pending += 1
     if ctx is None:
         ctx = contextvars.copy_context()
-    ctx.run(_set, child)
+    ctx.run(_set, child)  # raises if ``ctx`` is entered elsewhere: nothing is pending then
+    parent.pending += 1
     return ctx, child
 
 
@@ -542,11 +546,59 @@ def foldable(ex: ExecutionRecord | None) -> bytes | None:
     return ex.own
 
 
+# Components that join_returned folded, remembered so that a replayed response - the same
+# baggage and marker arriving again, from a caching proxy say - counts once: its copy of the
+# component is replaced by the one the component was folded into (as for a task awaited
+# twice). Bounded: the last REMOTE_FOLDS_REMEMBERED components; a replay of an older one
+# would count again. Component -> (the execution it went into, weakly; that execution's
+# component; its count right after the fold).
+REMOTE_FOLDS_REMEMBERED = 16384
+_remote_folds: dict[bytes, tuple[Callable[[], ExecutionRecord | None], bytes, int]] = {}
+
+
+def _remember_fold(src: bytes, ex: ExecutionRecord, own: bytes, value: int) -> None:
+    try:
+        ref: Callable[[], ExecutionRecord | None] = weakref.ref(ex)
+    except TypeError:  # a record type without weak references: kept alive (bounded)
+        ref = lambda: ex  # noqa: E731
+    with _lock:
+        if len(_remote_folds) >= REMOTE_FOLDS_REMEMBERED:
+            del _remote_folds[next(iter(_remote_folds))]
+        _remote_folds[src] = (ref, own, value)
+
+
+def _replayed(b: Baggage, observer: ExecutionRecord | None) -> Baggage:
+    # copies of components folded before become the component they were folded into
+    stale = [a[1:] for a in b.atoms if a[1:] in _remote_folds]
+    for src in stale:
+        with _lock:
+            entry = _remote_folds.get(src)
+            if entry is None:
+                continue
+            ex = entry[0]()
+            dst, value = entry[1], entry[2]
+            if ex is not None:
+                target = _resolve(ex)
+                if target is not None and target[0].own is not None:
+                    dst, value = target[0].own, target[1]
+                if ex is not observer:
+                    _escape(ex)  # a copy of its component now reaches another execution
+        b = _counters.redirect_component(b, src, dst, value)
+    return b
+
+
 def join_returned(b: Baggage, folded: bytes | None = None) -> Baggage:
     """Join baggage a call returned into the current execution (the caller, at the moment the
     response arrives), folding the callee's component ``folded`` (from :func:`foldable` on the
-    callee's side) into the caller's own component. Returns the active baggage."""
+    callee's side) into the caller's own component. Returns the active baggage.
+
+    A component folded once is remembered (see ``REMOTE_FOLDS_REMEMBERED``): the same
+    response joined again changes nothing."""
     f = _get(_EMPTY_FRAME)
+    if _remote_folds:
+        b = _replayed(b, _exec_of(f))
+        if folded is not None and folded in _remote_folds:
+            folded = None
     # Only a component that is the callee's own can be folded: one the caller did not have
     # (a component it sent cannot be the callee's; the check may refuse a fold, never allow a
     # wrong one).
@@ -556,6 +608,8 @@ def join_returned(b: Baggage, folded: bytes | None = None) -> Baggage:
         # only the bags that brought the component back can hold it: rewrite just those
         within = _counters.bags_holding(b, folded)
         joined = _counters.fold_component(f.baggage.join(b), folded, own, within)
+        if within and f.ex is not None:  # the component came back, and is folded now
+            _remember_fold(folded, f.ex, own, _component_value(joined, own))
     else:
         joined = f.baggage.join(b)
     if joined is not f.baggage:

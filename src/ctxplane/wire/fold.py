@@ -15,7 +15,9 @@ whose value is the component id in lowercase hex (16 characters). A caller folds
 the returned baggage holds that component and nothing the caller had did (a component the
 caller sent cannot be the server's own); a value that is not 16 hex characters is dropped
 (rate-limited warning and counter) and the baggage is joined without folding. Callers that do
-not know the marker ignore it and stay exact (the component is merged as any other).
+not know the marker ignore it and stay exact (the component is merged as any other). A
+caller remembers the components it folded: the same response joined again (a caching
+proxy's replay) counts once.
 """
 
 from __future__ import annotations

@@ -37,7 +37,10 @@ __all__ = [
     "rejections",
     "reset_rejections",
     "reset_trims",
+    "reset_unreturned",
     "trims",
+    "unreturned",
+    "unreturned_changes",
 ]
 
 DEFAULT_MAX_BAGGAGE_BYTES = 4096
@@ -230,3 +233,23 @@ def encode_outbound(baggage: Baggage, max_bytes: int = DEFAULT_MAX_BAGGAGE_BYTES
         return data
     _trims.add("over the cap", lambda: _trim_detail(baggage, len(data), max_bytes))
     return baggage.to_bytes(max_bytes)
+
+
+_unreturned = _Rejections("unreturned baggage changes")
+
+
+def unreturned(reason: str, detail: str | Callable[[], str]) -> None:
+    """Count baggage changes that cannot reach the caller (made after a streamed response's
+    head left, say) and warn (rate-limited): they stay where they were made."""
+    _unreturned.add(reason, detail)
+
+
+def unreturned_changes() -> dict[str, int]:
+    """How many executions' baggage changes could not be returned, by reason (a copy)."""
+    with _unreturned.lock:
+        return dict(_unreturned.counts)
+
+
+def reset_unreturned() -> None:
+    """Zero the unreturned-change counters and their warning rate limit (for tests)."""
+    _unreturned.reset()

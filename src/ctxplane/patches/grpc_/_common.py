@@ -129,8 +129,12 @@ def _inbound(md: Any) -> Baggage | None:
 def _join_from(md: Any, sent: bytes | None, outcome: Any = None) -> None:
     """Join the baggage in a response's trailing metadata into the current context (folding
     the server's component when the server marked it foldable, :mod:`ctxplane.wire.fold`);
-    a traced call's client span ends here (``outcome``: the call or the error, for status)."""
-    _join_md(md, sent)
+    a traced call's client span ends here (``outcome``: the call or the error, for status).
+    ctxplane's own failures here never reach the caller."""
+    try:
+        _join_md(md, sent)
+    except Exception:
+        problem("grpc client response", "ctxplane.patches", "the call goes on")
     if type(sent) is _Traced:
         _client_end(sent, outcome)
 
@@ -151,7 +155,15 @@ def _join_md(md: Any, sent: bytes | None) -> None:
 def _outbound(metadata: Any, inner: Any = None) -> tuple[Any, bytes | None]:
     """The metadata to send (the app's plus the baggage) and the baggage value sent (a
     :class:`_Traced` value when the call opened a client span: ``inner`` is the
-    multi-callable, for the method name)."""
+    multi-callable, for the method name). If ctxplane fails, the app's metadata alone."""
+    try:
+        return _outbound_of(metadata, inner)
+    except Exception:
+        problem("grpc client request", "ctxplane.patches", "the call goes on")
+        return metadata, None
+
+
+def _outbound_of(metadata: Any, inner: Any) -> tuple[Any, bytes | None]:
     tr = _t.tracer
     if tr is not None and inner is not None:
         traced = _traced_outbound(tr, metadata, inner)
@@ -176,6 +188,14 @@ _aio_enc: tuple[Baggage | None, Any, bytes | None] = (None, None, None)
 
 def _aio_outbound() -> tuple[Any, bytes | None]:
     """``_outbound(None)`` for plain grpc.aio channels: a shared, cached Metadata object."""
+    try:
+        return _aio_outbound_of()
+    except Exception:
+        problem("grpc client request", "ctxplane.patches", "the call goes on")
+        return None, None
+
+
+def _aio_outbound_of() -> tuple[Any, bytes | None]:
     global _aio_enc
     b = _fget(_EMPTY_FRAME).baggage
     if not b:

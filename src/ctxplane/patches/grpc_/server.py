@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..._report import problem
 from ...baggage import Baggage
 from ...transit import context as _t
 from ...wire.fold import encode_fold
@@ -28,15 +29,20 @@ _log = logging.getLogger("ctxplane.patches")
 
 def _returned(inbound: Baggage | None, frame: _t.Frame) -> tuple[tuple[str, Any], ...] | None:
     """The trailing metadata that returns ``frame``'s baggage (with the fold marker when the
-    frame's execution kept nothing back), or None when there is nothing to return."""
-    final = frame.baggage
-    if not final or final is inbound or final == inbound:
+    frame's execution kept nothing back), or None when there is nothing to return (or
+    ctxplane failed: the handler's answer goes out without baggage)."""
+    try:
+        final = frame.baggage
+        if not final or final is inbound or final == inbound:
+            return None
+        _, pair = _encoded(final)
+        if pair is None:
+            return None
+        folded = _t.foldable(frame.ex)
+        return pair if folded is None else (*pair, (_c._fold_key, encode_fold(folded)))
+    except Exception:
+        problem("grpc server response", "ctxplane.patches", "the call goes on")
         return None
-    _, pair = _encoded(final)
-    if pair is None:
-        return None
-    folded = _t.foldable(frame.ex)
-    return pair if folded is None else (*pair, (_c._fold_key, encode_fold(folded)))
 
 
 def _send_back(context: Any, inbound: Baggage | None, end: _t.Frame) -> None:
