@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._activation import is_active
+    from ._native import speedups_active
     from .baggage import (
         BOOL,
         BYTES,
@@ -78,6 +79,7 @@ _LAZY = {
     "serialize": "ctxplane.transit",
     "use": "ctxplane.transit",
     "is_active": "ctxplane._activation",
+    "speedups_active": "ctxplane._native",
 }
 
 
@@ -133,5 +135,6 @@ __all__ = [
     "member",
     "serialize",
     "set_of",
+    "speedups_active",
     "use",
 ]
