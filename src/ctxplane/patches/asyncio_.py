@@ -44,6 +44,7 @@ import contextlib
 import contextvars
 import functools
 import sys
+import threading
 import weakref
 from collections.abc import Callable, Generator
 from typing import Any
@@ -59,6 +60,8 @@ _task_await = _Task.__await__
 _task_result = _Task.result
 _task_exception = _Task.exception
 _get_running_loop = asyncio.events._get_running_loop
+_get_ident = threading.get_ident
+_BaseEventLoop: Any = asyncio.base_events.BaseEventLoop  # (Any: isinstance must not narrow)
 # the running task of a loop: the dict ``asyncio.current_task`` reads (a Python function on 3.11)
 _current_task: Callable[[Any], Any]
 if isinstance(getattr(asyncio.tasks, "_current_tasks", None), dict):
@@ -80,6 +83,16 @@ def _observing() -> bool:
     """Not inside a callback run by an event loop (see ``transit.context.observing``)."""
     loop = _get_running_loop()
     return loop is None or _current_task(loop) is not None
+
+
+def _observes(loop: Any) -> bool:
+    """:func:`_observing` for code that reads a result of a task of ``loop``, without the
+    ``getpid`` system call that ``_get_running_loop`` makes: when ``loop`` is one of asyncio's
+    own and runs in this thread, the code observes unless no task of it is running (a
+    callback). Elsewhere (uvloop, other threads, no loop) the general test."""
+    if isinstance(loop, _BaseEventLoop) and loop._thread_id == _get_ident():
+        return _current_task(loop) is not None
+    return _observing()
 
 
 def _join_child(fut: Any) -> None:
@@ -156,18 +169,29 @@ class JoiningTask(asyncio.Task[Any]):
         try:
             return _task_result(self)
         finally:
-            # _observing(), inlined: gather and TaskGroup call this from callbacks per child
-            loop = _get_running_loop()
-            if (loop is None or _current_task(loop) is not None) and self.done():
-                self._join()
+            # _observes(self._loop), inlined: gather and TaskGroup call this from callbacks
+            # per child
+            if self.done():
+                loop: Any = self._loop
+                if (
+                    _current_task(loop) is not None
+                    if isinstance(loop, _BaseEventLoop) and loop._thread_id == _get_ident()
+                    else _observing()
+                ):
+                    self._join()
 
     def exception(self) -> BaseException | None:
         try:
             return _task_exception(self)
         finally:
-            loop = _get_running_loop()
-            if (loop is None or _current_task(loop) is not None) and self.done():
-                self._join()
+            if self.done():
+                loop: Any = self._loop
+                if (
+                    _current_task(loop) is not None
+                    if isinstance(loop, _BaseEventLoop) and loop._thread_id == _get_ident()
+                    else _observing()
+                ):
+                    self._join()
 
 
 class JoiningFuture(asyncio.Future[Any]):
@@ -233,12 +257,15 @@ def _follow(src: asyncio.Future[Any], dst: JoiningFuture) -> JoiningFuture:
 # -- originals and wrappers -----------------------------------------------------------------
 
 _originals: dict[tuple[Any, str], Any] = {}
+_ABSENT = object()  # a name the owner did not have (unpatch deletes it)
 
 
 def _save(owner: Any, name: str) -> Any:
     key = (owner, name)
     if key not in _originals:
-        _originals[key] = owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)
+        _originals[key] = owner.__dict__.get(name, _ABSENT)
+        if _originals[key] is _ABSENT and hasattr(owner, name):
+            _originals[key] = getattr(owner, name)
     return _originals[key]
 
 
@@ -434,10 +461,11 @@ def _make_taskgroup_create_task(original: Callable[..., Any]) -> Callable[..., A
             task = original(self, coro, name=name)
         else:
             task = original(self, coro, name=name, context=context)
-        d = self.__dict__
-        tasks = d.get("_ctxplane_tasks")
+        # (never through self.__dict__: on 3.11 that makes the group's attributes a real dict,
+        # which slows every attribute access of the group; the class default is None)
+        tasks = self._ctxplane_tasks
         if tasks is None:
-            d["_ctxplane_tasks"] = [task]
+            self._ctxplane_tasks = [task]
         else:
             tasks.append(task)
         return task
@@ -451,7 +479,10 @@ async def _taskgroup_aexit(self: Any, et: Any, exc: Any, tb: Any) -> Any:
     try:
         return await original(self, et, exc, tb)
     finally:
-        _join_all([t for t in self.__dict__.pop("_ctxplane_tasks", ()) if t.done()])
+        tasks = self._ctxplane_tasks
+        if tasks:
+            self._ctxplane_tasks = None
+            _join_all([t for t in tasks if t.done()])
 
 
 # -- patch / unpatch ------------------------------------------------------------------------
@@ -488,6 +519,7 @@ def patch() -> None:
     _set(gathering, "result", _gathering_result)
     tg = asyncio.taskgroups.TaskGroup
     _set(tg, "create_task", _make_taskgroup_create_task(_save(tg, "create_task")))
+    _set(tg, "_ctxplane_tasks", None)  # the children a group created, set on its first
     _set(asyncio.taskgroups.TaskGroup, "__aexit__", _taskgroup_aexit)
     for mod in (asyncio.tasks, asyncio):
         _set(mod, "shield", _shield)
@@ -513,7 +545,10 @@ def unpatch() -> None:
     """Restore everything :func:`patch` replaced (idempotent)."""
     global _patched
     for (owner, name), original in list(_originals.items()):
-        setattr(owner, name, original)
+        if original is _ABSENT:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, original)
     _originals.clear()
     if _patched:
         # Tasks made while patched stay their own execution records until they end.
