@@ -45,10 +45,8 @@ exec_module(PyObject *module)
 {
     if (PyModule_AddFunctions(module, cp_codec_methods) < 0)
         return -1;
-#ifdef CP_WITH_TASK
     if (cp_task_init(module) < 0)
         return -1;
-#endif
     return 0;
 }
 

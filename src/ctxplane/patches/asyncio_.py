@@ -50,6 +50,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from ..transit import context as _t
+from . import _ctask
 from ._util import problem
 
 __all__ = ["JoiningTask", "is_patched", "patch", "unpatch"]
@@ -98,7 +99,7 @@ def _observes(loop: Any) -> bool:
 def _join_child(fut: Any) -> None:
     """Join a finished child (task or future) into the current context, if it is ours and
     the running code observes."""
-    if type(fut) is JoiningTask:
+    if type(fut) is _task_type:
         if _observing():
             fut._join()
         return
@@ -118,6 +119,12 @@ def _join_child(fut: Any) -> None:
 def _join_all(children: Any) -> None:
     """Join finished children observed together (gather, TaskGroup exit): ours in one batch
     (one merge, one fold), the others one by one. The caller is the observer (an await)."""
+    if _task_type is not JoiningTask:  # the compiled task type: its batch join
+        try:
+            _ctask.join_tasks(children)
+        except Exception:
+            problem("asyncio batch join")
+        return
     ours: list[tuple[Any, Any, Any]] = []
     for child in children:
         if type(child) is JoiningTask:
@@ -192,6 +199,11 @@ class JoiningTask(asyncio.Task[Any]):
                     else _observing()
                 ):
                     self._join()
+
+
+# The type create_task makes: JoiningTask, or its compiled twin (patches/_ctask.py) when
+# ctxplane._speedups is in use; chosen by patch().
+_task_type: Any = JoiningTask
 
 
 class JoiningFuture(asyncio.Future[Any]):
@@ -296,7 +308,7 @@ def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callab
             except Exception:
                 problem("asyncio branch")
                 return original(self, coro, name=name, context=context)
-            task = JoiningTask(coro, loop=self, name=name, context=context)
+            task = _task_type(coro, loop=self, name=name, context=context)
             task._cp_ctx = context
             parent = f.ex
             if given:
@@ -310,7 +322,7 @@ def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callab
             task.creator = parent
             task.claimed = False
             parent.pending += 1  # type: ignore[union-attr]
-            tb = task._source_traceback  # type: ignore[attr-defined]
+            tb = task._source_traceback
             if base_events and tb:
                 del tb[-1]
             return task
@@ -496,7 +508,10 @@ def _set(owner: Any, name: str, value: Any) -> None:
 
 
 def _patch_loop_class(cls: Any, base_events: bool) -> None:
-    _set(cls, "create_task", _make_create_task(_save(cls, "create_task"), base_events))
+    create_task = _make_create_task(_save(cls, "create_task"), base_events)
+    if base_events and _task_type is not JoiningTask:  # the branch in C, this one behind it
+        create_task = _ctask.create_task_method(create_task)
+    _set(cls, "create_task", create_task)
     if base_events and _handle_init_replaceable():
         _set(asyncio.events.Handle, "__init__", _handle_init)
         return
@@ -505,11 +520,16 @@ def _patch_loop_class(cls: Any, base_events: bool) -> None:
             _set(cls, name, _make_call(_save(cls, name)))
 
 
-def patch() -> None:
-    """Install the asyncio branch/join points (idempotent)."""
-    global _patched
+def patch(compiled: bool | None = None) -> None:
+    """Install the asyncio branch/join points (idempotent). Tasks are of the compiled task
+    type when ``ctxplane._speedups`` is in use (``compiled=False``: :class:`JoiningTask`, the
+    pure-Python reference, even then)."""
+    global _patched, _task_type
     if _patched:
         return
+    _task_type = JoiningTask
+    if compiled is not False:
+        _task_type = _ctask.task_type(_join_child) or JoiningTask
     be = asyncio.base_events.BaseEventLoop
     _patch_loop_class(be, True)
     _set(be, "run_in_executor", _make_run_in_executor(_save(be, "run_in_executor")))
@@ -528,7 +548,7 @@ def patch() -> None:
     uvloop = sys.modules.get("uvloop")
     if uvloop is not None:
         patch_uvloop(uvloop)
-    _t.set_task_source(_get_running_loop, _current_task, JoiningTask)
+    _t.set_task_source(_get_running_loop, _current_task, _task_type)
     _t.set_observing(_observing)
     _patched = True
 
