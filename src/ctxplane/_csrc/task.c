@@ -89,6 +89,47 @@ loop_of(PyObject *task)
     return PyObject_GetAttr(task, s_loop);
 }
 
+/* f.ex (a new reference): read from the slot when f is a Frame (its __slots__ member). */
+static PyTypeObject *frame_type;
+static Py_ssize_t frame_ex_offset = -1;
+
+static PyObject *
+frame_ex(PyObject *f)
+{
+    if (Py_TYPE(f) == frame_type) {
+        PyObject *ex = *(PyObject **)((char *)f + frame_ex_offset);
+        if (ex != NULL)
+            return Py_NewRef(ex);
+    }
+    else if (frame_type == NULL) {
+        /* first call: find the slot of Frame.ex */
+        PyObject *d = PyObject_GetAttr((PyObject *)Py_TYPE(f), s_ex);
+        if (d == NULL)
+            return NULL;
+        if (Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+            ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX) {
+            frame_ex_offset = ((PyMemberDescrObject *)d)->d_member->offset;
+            frame_type = (PyTypeObject *)Py_NewRef(Py_TYPE(f));
+        }
+        Py_DECREF(d);
+    }
+    return PyObject_GetAttr(f, s_ex);
+}
+
+/* The running task of `loop` (a new reference in *task, or NULL): where a task that awaits
+ * or creates a child of `loop` runs. (The observer found from it is the one
+ * transit.context._exec_of finds whenever the loop runs in this thread - asyncio's tasks are
+ * not thread-safe - so no _get_running_loop, no getpid.) Returns 0, or -1 on error. */
+static int
+task_of(PyObject *loop, PyObject **task)
+{
+    PyObject *t = PyDict_GetItemWithError(current_tasks, loop);
+    if (t == NULL && PyErr_Occurred())
+        return -1;
+    *task = Py_XNewRef(t);
+    return 0;
+}
+
 /* The running task of the loop running in this thread (a new reference in *task, or NULL).
  * Without _get_running_loop's getpid when `loop` is one of asyncio's own and runs in this
  * thread. Returns 1 if a loop runs in this thread, 0 if none, -1 on error. */
@@ -146,7 +187,7 @@ observer_of(PyObject *t)
     PyObject *f, *ex;
     if (PyContextVar_Get(frame_var, NULL, &f) < 0 || f == NULL)
         return NULL;
-    ex = PyObject_GetAttr(f, s_ex);
+    ex = frame_ex(f);
     Py_DECREF(f);
     if (ex == NULL)
         return NULL;
@@ -201,7 +242,7 @@ join_task(PyObject *self, int have_t, PyObject *t)
     if (!have_t) {
         if ((loop = loop_of(self)) == NULL)
             return -1;
-        r = running_task(loop, &t);
+        r = task_of(loop, &t);
         Py_DECREF(loop);
         if (r < 0)
             return -1;
@@ -365,12 +406,17 @@ ctask_await(PyObject *self)
 
 /* The awaited task finished (or the await failed): join if done, keeping what is raised. */
 static int
-await_finished(AwaitObj *it)
+await_finished(AwaitObj *it, int returned)
 {
     PyObject *et, *ev, *etb, *done;
     int r = 0;
     if (it->task == NULL)
         return 0;
+    if (returned) { /* the base's iterator returns the result of a done task only */
+        r = join_task(it->task, 0, NULL);
+        Py_CLEAR(it->task);
+        return r;
+    }
     PyErr_Fetch(&et, &ev, &etb);
     done = base_done(it->task, NULL);
     if (done == NULL)
@@ -403,7 +449,7 @@ await_send(PyObject *self, PyObject *arg, PyObject **result)
         r = PyIter_Send(it->inner, arg, result);
     if (r == PYGEN_NEXT)
         return r;
-    if (await_finished(it) < 0) {
+    if (await_finished(it, r == PYGEN_RETURN) < 0) {
         if (r == PYGEN_RETURN)
             Py_CLEAR(*result);
         *result = NULL;
@@ -454,7 +500,7 @@ await_forward(PyObject *self, const char *name, PyObject *const *args, Py_ssize_
         return NULL;
     r = PyObject_Vectorcall(meth, args, (size_t)nargs, NULL);
     Py_DECREF(meth);
-    if (await_finished(it) < 0) {
+    if (await_finished(it, 0) < 0) {
         Py_XDECREF(r);
         return NULL;
     }
@@ -558,7 +604,7 @@ join_tasks(PyObject *module, PyObject *children)
                 int r;
                 if (loop == NULL)
                     goto fail_end;
-                r = running_task(loop, &t);
+                r = task_of(loop, &t);
                 Py_DECREF(loop);
                 if (r < 0)
                     goto fail_end;
@@ -617,7 +663,6 @@ creator_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwn
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *loop, *coro, *name = Py_None, *v, *f = NULL, *ex = NULL, *t = NULL, *ctx = NULL;
     PyObject *task, *targs[5];
-    int r;
     if (nargs != 2)
         goto fallback;
     loop = args[0];
@@ -644,17 +689,12 @@ creator_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwn
     Py_DECREF(v);
     if (v != Py_False)
         goto fallback;
-    /* the loop runs in this thread (else the Python path) */
-    if ((r = runs_here(loop)) < 0)
-        goto error;
-    if (r == 0)
-        goto fallback;
     /* own_frame(), with its common case here: the running task of this loop already has a
      * frame naming it */
-    t = PyDict_GetItemWithError(current_tasks, loop);
-    Py_XINCREF(t);
+    if (task_of(loop, &t) < 0)
+        goto error;
     if (t != NULL && PyContextVar_Get(frame_var, NULL, &f) == 0 && f != NULL) {
-        if ((ex = PyObject_GetAttr(f, s_ex)) == NULL)
+        if ((ex = frame_ex(f)) == NULL)
             goto error;
         if (ex != t) {
             Py_CLEAR(f);
@@ -666,7 +706,7 @@ creator_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwn
     if (f == NULL) {
         if ((f = PyObject_CallNoArgs(own_frame_fn)) == NULL)
             goto error;
-        if ((ex = PyObject_GetAttr(f, s_ex)) == NULL)
+        if ((ex = frame_ex(f)) == NULL)
             goto error;
     }
     if (ex == Py_None || (ctx = PyContext_CopyCurrent()) == NULL)
