@@ -133,11 +133,17 @@ task_of(PyObject *loop, PyObject **task)
 /* The running task of the loop running in this thread (a new reference in *task, or NULL).
  * Without _get_running_loop's getpid when `loop` is one of asyncio's own and runs in this
  * thread. Returns 1 if a loop runs in this thread, 0 if none, -1 on error. */
+/* The loop whose run_forever runs in this thread, as the patched run_forever says (a strong
+ * reference, or NULL; see set_running_loop). */
+static __thread PyObject *loop_here;
+
 static int
 runs_here(PyObject *loop)
 {
     PyObject *tid;
     int here;
+    if (loop != NULL && loop == loop_here)
+        return 1;
     if (loop == NULL || !PyObject_TypeCheck(loop, base_loop_type))
         return 0;
     if ((tid = PyObject_GetAttr(loop, s_thread_id)) == NULL)
@@ -947,7 +953,21 @@ configure_tasks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return Py_NewRef((PyObject *)ctask_type);
 }
 
+/* set_running_loop(loop or None) -> the previous one: called by the patched
+ * BaseEventLoop.run_forever on entry and exit, so that telling a callback of the running loop
+ * from a task costs a pointer comparison. */
+static PyObject *
+set_running_loop(PyObject *module, PyObject *loop)
+{
+    PyObject *previous = loop_here ? loop_here : Py_NewRef(Py_None);
+    loop_here = loop == Py_None ? NULL : Py_NewRef(loop);
+    return previous;
+}
+
 PyMethodDef cp_task_methods[] = {
+    {"set_running_loop", set_running_loop, METH_O,
+     "set_running_loop(loop): the loop now running in this thread (None: none); returns the "
+     "previous one."},
     {"configure_tasks", (PyCFunction)(void (*)(void))configure_tasks, METH_FASTCALL,
      "Hand the task type its Python pieces; returns the type (made on the first call)."},
     {"make_create_task", make_create_task, METH_O,

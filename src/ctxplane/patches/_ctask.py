@@ -18,7 +18,7 @@ from .. import _native
 from ..transit import context as _t
 from ._util import problem
 
-__all__ = ["create_task_method", "join_tasks", "task_type"]
+__all__ = ["create_task_method", "join_tasks", "run_forever_method", "task_type"]
 
 _frame_var = _t._frame
 
@@ -76,3 +76,21 @@ def join_tasks(children: Any) -> None:
     """Join finished children observed together (gather, TaskGroup exit), in C."""
     assert _native.speedups is not None
     _native.speedups.join_tasks(children)
+
+
+def run_forever_method(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``BaseEventLoop.run_forever`` that tells the compiled module which loop runs in this
+    thread, so that ``result()`` / ``exception()`` tell a callback of that loop from a task
+    without a system call (a loop started before the patch gets the slower exact test)."""
+    assert _native.speedups is not None
+    set_running_loop = _native.speedups.set_running_loop
+
+    def run_forever(self: Any) -> Any:
+        previous = set_running_loop(self)
+        try:
+            return original(self)
+        finally:
+            set_running_loop(previous)
+
+    run_forever.__wrapped__ = original  # type: ignore[attr-defined]
+    return run_forever

@@ -533,6 +533,8 @@ def patch(compiled: bool | None = None) -> None:
     be = asyncio.base_events.BaseEventLoop
     _patch_loop_class(be, True)
     _set(be, "run_in_executor", _make_run_in_executor(_save(be, "run_in_executor")))
+    if _task_type is not JoiningTask:
+        _set(be, "run_forever", _ctask.run_forever_method(_save(be, "run_forever")))
     gathering: Any = getattr(asyncio.tasks, "_GatheringFuture")  # noqa: B009 (private, typed)
     _set(gathering, "__await__", _gathering_await)
     _set(gathering, "__iter__", _gathering_await)
