@@ -106,6 +106,9 @@ KNOWN_VARS: Final = frozenset(
         "CTXPLANE_GRPC_METADATA",
         "CTXPLANE_TRACE_FILE",
         "CTXPLANE_ACTIVE",
+        # read by ctxplane._native (which implementation runs) and setup.py (skip the build)
+        "CTXPLANE_PURE_PYTHON",
+        "CTXPLANE_NO_EXTENSION",
     }
 )
 
