@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import asyncio.base_events
-import os
 import re
 import shutil
 import subprocess

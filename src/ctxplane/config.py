@@ -47,6 +47,12 @@ Variable                        Default                   Meaning
 ``CTXPLANE_ACTIVE``             empty                     Internal: set by activation to the pid of
                                                           the process that activated, so child
                                                           processes can tell. Do not set it by hand.
+``CTXPLANE_PURE_PYTHON``        unset                     ``1``: run the pure-Python modules even
+                                                          when the compiled ``ctxplane._speedups``
+                                                          is built (read once, by
+                                                          ``ctxplane._native``).
+``CTXPLANE_NO_EXTENSION``       unset                     At build time (``pip install``): do not
+                                                          build ``ctxplane._speedups``.
 ==============================  ========================  ==========================================
 
 Unknown ``CTXPLANE_*`` variables are reported once (they are usually typos).
