@@ -147,11 +147,26 @@ def test_import_auto_and_env_auto_activate_once() -> None:
     assert_active_once(rep, "pth" if INSTALLED_PTH else "import")
 
 
-def test_import_auto_does_not_activate_plain_children() -> None:
-    """Only the process that imports ctxplane.auto is activated (no env is changed)."""
+SPAWN_AFTER_AUTO = (
+    "import ctxplane.auto, runpy; runpy.run_path('app_spawn_child.py', run_name='__main__')"
+)
+
+
+def test_import_auto_activates_python_children_as_ctxplane_run_does() -> None:
+    """The children of an app that imports ctxplane.auto are activated once, through the
+    environment it inherits (CTXPLANE_AUTO=1, the bootstrap sitecustomize on PYTHONPATH)."""
     env = env_for(CTXPLANE_PATCHES="fake")
-    code = "import ctxplane.auto, runpy; runpy.run_path('app_spawn_child.py', run_name='__main__')"
-    rep = run_report([PY, "-c", code], env)
+    rep = run_report([PY, "-c", SPAWN_AFTER_AUTO], env)
+    assert_active_once(rep, "import")
+    child = rep["child"]
+    assert rep["child_returncode"] == 0, rep["child_stderr"]
+    assert (child["active"], child["count"]) == (True, 1)
+    assert child["source"] in ("pth", "sitecustomize")
+
+
+def test_import_auto_keeps_children_plain_when_auto_is_explicitly_off() -> None:
+    env = env_for(CTXPLANE_PATCHES="fake", CTXPLANE_AUTO="0")
+    rep = run_report([PY, "-c", SPAWN_AFTER_AUTO], env)
     assert_active_once(rep, "import")
     assert rep["child"]["active"] is False
     assert rep["child"]["env_active"] == str(rep["pid"])
@@ -391,3 +406,73 @@ def test_env_auto_plain_python_is_instrumented() -> None:
     assert rep["status"]["fake"] is True
     assert rep["fake_target_patch_calls"] == 1
     assert rep["loaded"]["wrapt"] is False
+
+
+# -- logging, warnings and -p names (issue 8, point 11) ----------------------------------
+
+LOGGING_APP = """
+import ctxplane.auto
+import logging, sys
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="APP %(name)s: %(message)s")
+import ctxplane_fake_target
+print("propagate", logging.getLogger("ctxplane").propagate)
+"""
+
+
+def test_log_level_does_not_take_over_an_app_that_configures_logging() -> None:
+    """With CTXPLANE_LOG_LEVEL=DEBUG, ctxplane's records reach the app's own handlers (they
+    propagate) and are not written a second time by ctxplane."""
+    done = run(
+        [PY, "-c", LOGGING_APP], env_for(CTXPLANE_PATCHES="fake", CTXPLANE_LOG_LEVEL="DEBUG")
+    )
+    assert done.returncode == 0, done.stderr
+    assert "APP ctxplane.patches: patch 'fake' applied to ctxplane_fake_target" in done.stdout
+    assert "propagate True" in done.stdout
+    assert "patch 'fake' applied" not in done.stderr
+
+
+def test_log_level_before_logging_is_configured_goes_to_stderr_once() -> None:
+    code = LOGGING_APP.replace("logging.basicConfig", "(lambda **kw: None)")
+    done = run([PY, "-c", code], env_for(CTXPLANE_PATCHES="fake", CTXPLANE_LOG_LEVEL="DEBUG"))
+    assert done.returncode == 0, done.stderr
+    line = "ctxplane DEBUG ctxplane.patches: patch 'fake' applied to ctxplane_fake_target"
+    assert done.stderr.count(line) == 1, done.stderr
+    assert "applied" not in done.stdout
+
+
+def test_config_warning_is_printed_once_per_run_not_per_process() -> None:
+    env = env_for(CTXPLANE_PATCHES="fake", CTXPLANE_MAX_BAGGAGE_BYTES="banana")
+    done = run([*CTXPLANE_RUN, PY, app("app_spawn_child.py")], env)
+    assert done.returncode == 0, done.stderr
+    rep = report.parse(done.stdout)
+    assert rep["child"]["active"] is True
+    warning = "CTXPLANE_MAX_BAGGAGE_BYTES='banana': not a positive integer"
+    assert done.stderr.count(warning) == 1, done.stderr
+    assert warning not in rep["child_stderr"]
+    # a child with a different bad value still says so
+    code = (
+        "import ctxplane.auto, os, subprocess, sys\n"
+        "env = dict(os.environ, CTXPLANE_MAX_BAGGAGE_BYTES='-1')\n"
+        "subprocess.run([sys.executable, '-c', 'pass'], env=env, check=True)\n"
+    )
+    done = run([PY, "-c", code], env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count(warning) == 1, done.stderr
+    assert done.stderr.count("CTXPLANE_MAX_BAGGAGE_BYTES='-1'") == 1, done.stderr
+
+
+def test_unknown_patch_name_in_p_is_an_error_listing_the_valid_names() -> None:
+    done = run([*CTXPLANE_RUN, "-p", "asyncio,asynco", PY, app("app_plain.py")], env_for())
+    assert done.returncode == 2
+    assert "REPORT" not in done.stdout  # the command did not run
+    assert "unknown patch 'asynco' in -p" in done.stderr
+    valid = done.stderr.split("valid names:", 1)[1]
+    for name in ("all", "none", "asyncio", "threading", "futures", "multiprocessing",
+                 "aiohttp", "grpc", "fake"):  # fake: an entry point of the fixture dist
+        assert name in valid, done.stderr
+    done = run([*CTXPLANE_RUN, "-d", "grcp", PY, app("app_plain.py")], env_for())
+    assert done.returncode == 2
+    assert "unknown patch 'grcp' in -d" in done.stderr
+    rep = run_report([*CTXPLANE_RUN, "-p", "fake", "-d", "grpc", PY, app("app_plain.py"), "--fake"],
+                     env_for())
+    assert rep["status"]["fake"] is True

@@ -17,8 +17,8 @@ PUBLIC = {
     "BOOL", "BYTES", "COUNTER", "DOUBLE", "FIXED32", "FIXED64", "FLOAT", "INT32", "INT64",
     "SFIXED32", "SFIXED64", "SINT32", "SINT64", "STRING", "TAINT",
     "Bag", "Baggage", "BaggageError", "Counter", "FrozenMap", "Struct",
-    "__version__", "bdl", "branch", "current", "deserialize", "field", "is_active", "join",
-    "map_of", "member", "serialize", "set_of", "speedups_active", "use",
+    "__version__", "bdl", "branch", "current", "deserialize", "event", "field", "is_active",
+    "join", "map_of", "member", "serialize", "set_of", "span", "speedups_active", "use",
 }  # fmt: skip
 
 

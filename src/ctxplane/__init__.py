@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         member,
         set_of,
     )
+    from .tracing.api import event, span
     from .transit import branch, current, deserialize, join, serialize, use
 
 # Names are resolved on first use (PEP 562), so that activation - which imports this package
@@ -80,6 +81,8 @@ _LAZY = {
     "use": "ctxplane.transit",
     "is_active": "ctxplane._activation",
     "speedups_active": "ctxplane._native",
+    "event": "ctxplane.tracing.api",
+    "span": "ctxplane.tracing.api",
 }
 
 
@@ -128,6 +131,7 @@ __all__ = [
     "branch",
     "current",
     "deserialize",
+    "event",
     "field",
     "is_active",
     "join",
@@ -135,6 +139,7 @@ __all__ = [
     "member",
     "serialize",
     "set_of",
+    "span",
     "speedups_active",
     "use",
 ]

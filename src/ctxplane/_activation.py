@@ -39,21 +39,29 @@ def _configure_logging(config: Config) -> None:
     if config.log_level is None:
         return
     import logging
-    import sys
 
     logger = logging.getLogger("ctxplane")
     logger.setLevel(config.log_level)
     if config.log_level < logging.WARNING and not logger.handlers:
-        # Nothing below WARNING reaches stderr in an app that configures no logging.
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("ctxplane %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
+        # Nothing below WARNING reaches stderr in an app that configures no logging; the
+        # handler steps aside once the app configures its own (records propagate to it).
+        from ctxplane._loghandler import FallbackHandler
+
+        logger.addHandler(FallbackHandler())
 
 
 def _run_steps(config: Config) -> None:
     """The activation steps, in order. Extend here (each step must not raise)."""
     _configure_logging(config)
+    if config.tracing:  # nothing of ctxplane.tracing is imported while tracing is off
+        try:
+            from ctxplane.tracing.api import start_from_config
+
+            start_from_config(config)
+        except Exception:
+            from ctxplane._report import problem
+
+            problem("tracing start", "ctxplane.tracing", "the application runs untraced")
     from ctxplane import patches
 
     patches.install(config)
@@ -76,6 +84,9 @@ def activate(config: Config | None = None, *, source: str = "api") -> bool:
             config = load()
         _run_steps(config)
         _config = config
+        from ctxplane.config import export_reported
+
+        export_reported()  # child processes do not repeat this run's config warnings
         _source = source
         _count += 1
         from ctxplane.config import ACTIVE_VAR

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["USAGE", "build_env", "main", "parse_args"]
+__all__ = ["USAGE", "build_env", "check_patch_names", "main", "parse_args"]
 
 USAGE = """\
 usage: ctxplane-run [options] [--] command [args...]
@@ -95,6 +95,31 @@ def parse_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     return settings, command
 
 
+_OPTION_OF = {"CTXPLANE_PATCHES": "-p", "CTXPLANE_DISABLED_PATCHES": "-d"}
+
+
+def check_patch_names(settings: Mapping[str, str]) -> None:
+    """Raise :class:`UsageError` if ``-p``/``-d`` name a patch this interpreter does not know
+    (the built-ins and the ``ctxplane.patches`` entry points), listing the valid names."""
+    from ctxplane.config import _names
+
+    known: list[str] | None = None
+    for var, option in _OPTION_OF.items():
+        if var not in settings:
+            continue
+        if known is None:
+            from ctxplane.patches import available
+
+            known = list(available())
+        keywords = ("all", "*", "none") if option == "-p" else ()
+        unknown = [n for n in _names(settings[var]) if n not in known and n not in keywords]
+        if unknown:
+            valid = ", ".join([*(("all", "none") if keywords else ()), *known])
+            raise UsageError(
+                f"unknown patch {', '.join(map(repr, unknown))} in {option}; valid names: {valid}"
+            )
+
+
 def _bootstrap_dir() -> str:
     from ctxplane.bootstrap import BOOTSTRAP_DIR
 
@@ -107,6 +132,7 @@ def build_env(environ: Mapping[str, str], settings: Mapping[str, str]) -> dict[s
     env.update(settings)
     env["CTXPLANE_AUTO"] = "1"
     env.pop("CTXPLANE_ACTIVE", None)  # set again by activation in the command's process
+    env.pop("CTXPLANE_WARNED", None)  # a new run reports its config problems again
     boot = _bootstrap_dir()
     rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != boot]
     # No empty entry: an empty PYTHONPATH entry would put the current directory on sys.path.
@@ -143,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except PackageNotFoundError:
             sys.stdout.write("ctxplane (not installed)\n")
         return 0
+    try:
+        check_patch_names(settings)
+    except UsageError as exc:
+        return _fail(str(exc), 2)
     env = build_env(os.environ, settings)
     try:
         _exec(command, env)

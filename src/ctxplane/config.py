@@ -22,7 +22,9 @@ Variable                        Default                   Meaning
                                                           (``DEBUG``, ``INFO``, ``WARNING``,
                                                           ``ERROR``, ``CRITICAL``). Unset: logging
                                                           is left alone. Below ``WARNING`` a stderr
-                                                          handler is added if the logger has none.
+                                                          handler is added if the logger has none;
+                                                          it writes only while the root logger has
+                                                          no handler (records always propagate).
 ``CTXPLANE_MAX_BAGGAGE_BYTES``  ``4096``                  Cap on serialized outbound baggage, bytes
                                                           (positive integer).
 ``CTXPLANE_MAX_INBOUND_BYTES``  ``16384``                 Inbound baggage larger than this is
@@ -43,7 +45,19 @@ Variable                        Default                   Meaning
 ``CTXPLANE_GRPC_METADATA``      ``ctxplane-baggage-bin``  gRPC metadata key that carries the baggage
                                                           (``[a-z0-9._-]``, ends in ``-bin``, not
                                                           ``grpc-``).
-``CTXPLANE_TRACE_FILE``         empty (off)               Path of the local trace file.
+``CTXPLANE_TRACE_FILE``         empty (off)               Path of the local trace file (JSON Lines,
+                                                          appended to by every process of a run);
+                                                          set, it turns tracing on.
+``CTXPLANE_TRACE_OTLP``         off                       ``1``: export traces over OTLP too (the
+                                                          ``[otlp]`` extra; endpoints from the
+                                                          ``OTEL_EXPORTER_OTLP_*`` variables).
+``CTXPLANE_SAMPLE``             ``always``                Edge sampling of new traces: ``always``,
+                                                          ``never``, ``ratio:R`` (or ``R``),
+                                                          ``rate:N`` per second, comma-combined.
+``CTXPLANE_SERVICE_NAME``       ``OTEL_SERVICE_NAME``     ``service.name`` of recorded events
+                                                          (then ``OTEL_RESOURCE_ATTRIBUTES``).
+``CTXPLANE_SERVICE_VERSION``    (OTEL resource)           ``service.version``.
+``CTXPLANE_SERVICE_NAMESPACE``  (OTEL resource)           ``service.namespace``.
 ``CTXPLANE_ACTIVE``             empty                     Internal: set by activation to the pid of
                                                           the process that activated, so child
                                                           processes can tell. Do not set it by hand.
@@ -53,9 +67,14 @@ Variable                        Default                   Meaning
                                                           ``ctxplane._native``).
 ``CTXPLANE_NO_EXTENSION``       unset                     At build time (``pip install``): do not
                                                           build ``ctxplane._speedups``.
+``CTXPLANE_WARNED``             empty                     Internal: set by activation to the config
+                                                          problems already reported in this run, so
+                                                          child processes do not repeat them.
 ==============================  ========================  ==========================================
 
-Unknown ``CTXPLANE_*`` variables are reported once (they are usually typos).
+Unknown ``CTXPLANE_*`` variables are reported once (they are usually typos). Each problem is
+reported once per run: activation passes what it reported to child processes
+(``CTXPLANE_WARNED``), which stay quiet about the same variable with the same value.
 """
 
 from __future__ import annotations
@@ -82,13 +101,16 @@ __all__ = [
     "DEFAULT_MAX_INBOUND_BYTES",
     "INBOUND_POLICIES",
     "KNOWN_VARS",
+    "WARNED_VAR",
     "Config",
+    "export_reported",
     "load",
     "parse_bool",
 ]
 
 AUTO_VAR: Final = "CTXPLANE_AUTO"
 ACTIVE_VAR: Final = "CTXPLANE_ACTIVE"
+WARNED_VAR: Final = "CTXPLANE_WARNED"
 
 DEFAULT_MAX_BAGGAGE_BYTES: Final = 4096
 DEFAULT_MAX_INBOUND_BYTES: Final = 16384
@@ -111,7 +133,13 @@ KNOWN_VARS: Final = frozenset(
         "CTXPLANE_HTTP_HEADER",
         "CTXPLANE_GRPC_METADATA",
         "CTXPLANE_TRACE_FILE",
+        "CTXPLANE_TRACE_OTLP",
+        "CTXPLANE_SAMPLE",
+        "CTXPLANE_SERVICE_NAME",
+        "CTXPLANE_SERVICE_VERSION",
+        "CTXPLANE_SERVICE_NAMESPACE",
         "CTXPLANE_ACTIVE",
+        "CTXPLANE_WARNED",
         # read by ctxplane._native (which implementation runs) and setup.py (skip the build)
         "CTXPLANE_PURE_PYTHON",
         "CTXPLANE_NO_EXTENSION",
@@ -137,6 +165,9 @@ _GRPC_KEY_CHARS: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyz-_.")
 
 # (variable, raw value) pairs already reported: each problem is logged once per process.
 _reported: set[tuple[str, str]] = set()
+# Fingerprints of the problems the processes that started this one reported (inherited
+# through WARNED_VAR): each problem is logged once per run.
+_inherited: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +190,18 @@ class Config:
     grpc_metadata: str = DEFAULT_GRPC_METADATA
     trace_file: str = ""
     """Path of the local trace file; empty means no trace file."""
+    trace_otlp: bool = False
+    """Whether traces are exported over OTLP (``CTXPLANE_TRACE_OTLP``)."""
+    sample: str = "always"
+    """The edge sampling policy (``CTXPLANE_SAMPLE``, see :mod:`ctxplane.tracing.sampling`)."""
+    service_name: str = "unknown_service:python"
+    service_version: str = ""
+    service_namespace: str = ""
+
+    @property
+    def tracing(self) -> bool:
+        """Whether tracing is on (a trace file or OTLP export is configured)."""
+        return bool(self.trace_file) or self.trace_otlp
     active: str = ""
     """Value of the internal ``CTXPLANE_ACTIVE`` marker inherited from a parent process."""
 
@@ -179,14 +222,30 @@ def parse_bool(value: str) -> bool | None:
     return None
 
 
+def _fingerprint(var: str, raw: str) -> str:
+    from zlib import crc32  # deferred: only paid when there is something to say
+
+    return f"{crc32(f'{var}={raw}'.encode('utf-8', 'surrogatepass')):08x}"
+
+
 def _report(var: str, raw: str, problem: str) -> None:
     key = (var, raw)
     if key in _reported:
         return
     _reported.add(key)
+    if _inherited and _fingerprint(var, raw) in _inherited:
+        return  # a process that started this one said it already
     import logging  # deferred: only paid when there is something to say
 
     logging.getLogger("ctxplane.config").warning("%s=%r: %s", var, raw, problem)
+
+
+def export_reported() -> None:
+    """Pass the problems reported in this run to child processes (``CTXPLANE_WARNED``), so
+    that a child loading the same variables does not report them again."""
+    marks = _inherited | {_fingerprint(var, raw) for var, raw in _reported}
+    if marks:
+        os.environ[WARNED_VAR] = ",".join(sorted(marks))
 
 
 def _names(raw: str) -> list[str]:
@@ -276,12 +335,50 @@ def _parse_grpc_key(raw: str) -> str | None:
     return v if ok and all(c in _GRPC_KEY_CHARS for c in v) else None
 
 
+def _parse_sample(raw: str) -> str | None:
+    """Check a ``CTXPLANE_SAMPLE`` value (the grammar of ``ctxplane.tracing.sampling.parse``:
+    ``always``, ``never``, ``ratio:R`` or ``R`` within [0, 1], ``rate:N`` >= 0, comma list)."""
+    text = raw.strip().lower()
+    for part in text.split(","):
+        part = part.strip()
+        if part in ("always", "on", "all", "never", "off", "none"):
+            continue
+        key, _, num = part.rpartition(":")
+        if key not in ("", "ratio", "rate"):
+            return None
+        try:
+            value = float(num)
+        except ValueError:
+            return None
+        if not (0.0 <= value <= 1.0 or (key == "rate" and value >= 0.0)):
+            return None
+    return text or "always"
+
+
+def _resource(environ: Mapping[str, str]) -> dict[str, str]:
+    """``service.*`` of ``OTEL_RESOURCE_ATTRIBUTES`` (``k=v,k=v``, values percent-encoded)."""
+    out: dict[str, str] = {}
+    raw = environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    if "service." not in raw:
+        return out
+    from urllib.parse import unquote
+
+    for part in raw.split(","):
+        k, eq, v = part.partition("=")
+        if eq and k.strip().startswith("service."):
+            out[k.strip()] = unquote(v.strip())
+    return out
+
+
 def load(environ: Mapping[str, str] = os.environ) -> Config:
     """Read every ``CTXPLANE_*`` variable of *environ* into a :class:`Config`.
 
     Never raises: invalid values are logged once and replaced by their defaults.
     """
     env = {k: v for k, v in environ.items() if k.startswith("CTXPLANE_")}
+    warned = env.get(WARNED_VAR)
+    if warned:
+        _inherited.update(part for part in warned.split(",") if len(part) == 8)
     for var, raw in env.items():
         if var not in KNOWN_VARS:
             _report(var, raw, "unknown ctxplane variable; ignored")
@@ -300,6 +397,15 @@ def load(environ: Mapping[str, str] = os.environ) -> Config:
     raw_allow = g("CTXPLANE_INBOUND_ALLOW")
     raw_header = g("CTXPLANE_HTTP_HEADER")
     raw_grpc = g("CTXPLANE_GRPC_METADATA")
+    raw_otlp = g("CTXPLANE_TRACE_OTLP")
+    raw_sample = g("CTXPLANE_SAMPLE")
+    res = _resource(environ)
+    service = (
+        g("CTXPLANE_SERVICE_NAME", "").strip()
+        or environ.get("OTEL_SERVICE_NAME", "").strip()
+        or res.get("service.name", "")
+        or d.service_name
+    )
     return Config(
         auto=d.auto if raw_auto is None else _choice(AUTO_VAR, raw_auto, d.auto, parse_bool),
         patches=d.patches if raw_patches is None else _parse_patches(raw_patches),
@@ -334,4 +440,21 @@ def load(environ: Mapping[str, str] = os.environ) -> Config:
         ),
         trace_file=g("CTXPLANE_TRACE_FILE", d.trace_file).strip(),
         active=g(ACTIVE_VAR, d.active).strip(),
+        trace_otlp=(
+            d.trace_otlp
+            if raw_otlp is None
+            else _choice("CTXPLANE_TRACE_OTLP", raw_otlp, d.trace_otlp, parse_bool)
+        ),
+        sample=(
+            d.sample
+            if raw_sample is None
+            else _choice("CTXPLANE_SAMPLE", raw_sample, d.sample, _parse_sample)
+        ),
+        service_name=service,
+        service_version=(
+            g("CTXPLANE_SERVICE_VERSION", "").strip() or res.get("service.version", "")
+        ),
+        service_namespace=(
+            g("CTXPLANE_SERVICE_NAMESPACE", "").strip() or res.get("service.namespace", "")
+        ),
     )

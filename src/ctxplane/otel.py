@@ -7,8 +7,8 @@ HTTP header (``CTXPLANE_HTTP_HEADER``, default ``ctxplane-baggage``) is what its
 requests send.
 
 :meth:`CtxplanePropagator.extract`
-    Reads the header through the getter (the first value when there are several, as the
-    aiohttp patch does), decodes and checks it exactly like the aiohttp patch: the inbound
+    Reads the header through the getter (a repeated header is refused and counted, as the
+    aiohttp patch and gRPC do), decodes and checks it exactly like the aiohttp patch: the inbound
     trust policy (``CTXPLANE_INBOUND``, ``CTXPLANE_INBOUND_ALLOW``), the inbound caps, the
     strict framing and prefix checks. Refused or malformed input is dropped with the
     rate-limited warning and counter of :mod:`ctxplane.wire.limits`, and the context is
@@ -117,6 +117,9 @@ class CtxplanePropagator(TextMapPropagator):
         try:
             values = getter.get(carrier, self._header)
             if not values:
+                return ctx
+            if len(values) > 1:  # refused, as gRPC metadata and the aiohttp patch do
+                reject("malformed", f"header: {len(values)} values for {self._header}")
                 return ctx
             b = self._decode(values[0])
             if not b:

@@ -3,6 +3,7 @@ losing or adding any, several folds at once equal the folds one by one, redirect
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -147,3 +148,30 @@ def test_flat_fold_refuses_what_it_cannot_read() -> None:
     assert folded is not None
     bag = Baggage(folded).get(Tally)
     assert bag is not None and dict(bag.hits.components) == {IDS[1]: 5}
+
+
+MAX = (1 << 64) - 1
+
+
+def test_components_saturate_at_the_wire_maximum() -> None:
+    # issue 8 point 4: a peer can send a component at 2^64-1; nothing after may raise
+    full = Tally().hits.increment(MAX, IDS[0])
+    assert full.increment(1, IDS[0]).components == {IDS[0]: MAX}
+    assert (full.increment(5, IDS[1]) + 0).components == {IDS[0]: MAX, IDS[1]: 5}
+    assert int(full.increment(7, IDS[0])) == MAX
+    assert Tally().hits.increment(3, IDS[1]).compaction_join(full, own=IDS[1]).components == {
+        IDS[1]: MAX
+    }
+    b = build({IDS[0]: MAX, IDS[1]: 3}, {IDS[2]: MAX, IDS[3]: MAX})
+    for fold in (
+        lambda: fold_component(b, IDS[0], IDS[1]),  # the flat path
+        lambda: fold_components(b, frozenset({IDS[2], IDS[3]}), IDS[1]),  # the tree path
+    ):
+        bag = fold().get(Tally)
+        assert bag is not None
+        values = (*bag.hits.components.values(), *bag.misses.components.values())
+        assert all(0 <= v <= MAX for v in values)
+    bag = fold_components(b, frozenset({IDS[2], IDS[3]}), IDS[4]).get(Tally)
+    assert bag is not None and dict(bag.misses.components) == {IDS[4]: MAX}
+    with pytest.raises(ValueError):  # the app's own out-of-range increment is its error
+        Tally().hits.increment(MAX + 1, IDS[0])

@@ -11,15 +11,16 @@ What is asserted is only the documented behaviour:
 * what can be kept is kept: the atoms before the overflow marker are exactly the leading
   complete atoms of the input, and whatever is read writes out again and reads back the same.
 
-Volume: about 125,000 inputs (seeded loops plus hypothesis), bounded in count; each loop also
-checks that no single input takes long.
+Volume: about 125,000 inputs (seeded loops plus hypothesis), bounded in count. The work per
+input is checked without a clock (the output never adds up to more than the input; length
+bombs allocate nothing like their length); a hang is caught by the test timeout, and the
+time per hostile input is measured in ``benchmarks/bench_hostile.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
-import time
 import tracemalloc
 from collections import Counter
 
@@ -35,7 +36,6 @@ FULL_PIPELINE_INPUTS = 40_000
 ATOM_LAYER_INPUTS = 60_000
 DECODER_INPUTS = 20_000
 HYPOTHESIS_EXAMPLES = 1_000  # per hypothesis test below (5 tests)
-SLOW_INPUT_SECONDS = 0.5
 
 FUZZ = settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -240,13 +240,6 @@ def check_baggage(data: bytes, other: Baggage, classes) -> None:
         assert strict == b
 
 
-def _timed(fn, *args):
-    start = time.perf_counter()
-    fn(*args)
-    elapsed = time.perf_counter() - start
-    assert elapsed < SLOW_INPUT_SECONDS, f"{elapsed:.2f}s on one input"
-
-
 # -- seeded mutation loops --------------------------------------------------------------------
 
 
@@ -257,7 +250,7 @@ def test_mutated_contexts_through_the_whole_pipeline(seeds, bb):
     for i in range(FULL_PIPELINE_INPUTS):
         data = mutate(rng, rng.choice(seeds), seeds)
         try:
-            _timed(check_baggage, data, others[i % len(others)], classes)
+            check_baggage(data, others[i % len(others)], classes)
         except AssertionError as exc:
             raise AssertionError(f"input {data.hex()}: {exc}") from exc
     COUNTS["full"] = FULL_PIPELINE_INPUTS
@@ -358,11 +351,9 @@ def test_hypothesis_bytes_through_decoders(bb, data):
 def test_hypothesis_length_bombs(prefix, bomb, tail):
     valid = atoms.serialize([prefix])
     data = valid + bomb + tail
-    start = time.perf_counter()
-    got = check_deserialize(data)
+    got = check_deserialize(data)  # checks the output is no larger than the input
     assert got[0] == prefix
-    Baggage.from_bytes(data).to_bytes()
-    assert time.perf_counter() - start < SLOW_INPUT_SECONDS
+    assert len(Baggage.from_bytes(data).to_bytes()) <= len(data)
     COUNTS["h5"] = COUNTS.get("h5", 0) + 1
 
 

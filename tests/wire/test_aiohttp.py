@@ -10,7 +10,6 @@ import asyncio
 import base64
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -493,11 +492,12 @@ def test_bad_input_is_dropped_and_request_served(
 
     async def main() -> None:
         async with serve(app_with(visiting("server", seen))) as url, aiohttp.ClientSession() as s:
-            start = time.monotonic()
-            async with s.get(url, headers={HEADER: value, "traceparent": "garbage"}) as resp:
+            # a hang guard only: the work is bounded by the caps, checked before decoding
+            # (the rejection reasons below); speed is measured in benchmarks/bench_hostile.py
+            bad = s.get(url, headers={HEADER: value, "traceparent": "garbage"})
+            async with asyncio.timeout(10), bad as resp:
                 assert resp.status == 200
                 assert await resp.text() == "ok"
-            assert time.monotonic() - start < 2.0
             # the service keeps working: a good request right after
             visit("client")
             async with s.get(url) as resp:
@@ -524,14 +524,12 @@ def test_one_megabyte_header_is_refused_by_aiohttp_and_the_server_goes_on(
 
     async def main() -> None:
         async with serve(app_with(visiting("server"))) as url:
-            start = time.monotonic()
             async with aiohttp.ClientSession() as s:
                 try:
-                    async with s.get(url, headers={HEADER: huge}) as resp:
-                        assert resp.status == 400
+                    async with asyncio.timeout(10), s.get(url, headers={HEADER: huge}) as resp:
+                        assert resp.status == 400  # refused at once: no wait for a timeout
                 except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
                     pass
-            assert time.monotonic() - start < 5.0
             async with aiohttp.ClientSession() as s:
                 visit("client")
                 async with s.get(url) as resp:

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(60)
 CALLS = 40
 
 
-class Calls(Bag, index=252):
+class Calls(Bag, index=253):
     """One counter, incremented by every handler."""
 
     n = field(1, COUNTER)

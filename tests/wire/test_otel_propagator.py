@@ -175,18 +175,20 @@ def test_inject_reads_the_current_otel_context_by_default(prop: CtxplanePropagat
     assert not baggage_from_context()
 
 
-def test_extract_goes_through_the_getter_and_takes_the_first_value(
+def test_extract_goes_through_the_getter_and_refuses_repeated_values(
     prop: CtxplanePropagator,
 ) -> None:
     first, second = Baggage.of(trail("first")), Baggage.of(trail("second"))
     headers: CIMultiDict[str] = CIMultiDict()
     headers.add("Ctxplane-Baggage", encode_header(first) or "")
-    headers.add("CTXPLANE-BAGGAGE", encode_header(second) or "")
     ctx = prop.extract(headers, getter=CIGetter())
     assert baggage_from_context(ctx).atoms == first.atoms
+    headers.add("CTXPLANE-BAGGAGE", encode_header(second) or "")
+    assert not baggage_from_context(prop.extract(headers, getter=CIGetter()))
 
     listed = {HEADER: [encode_header(second) or "", encode_header(first) or ""]}
-    assert baggage_from_context(prop.extract(listed)).atoms == second.atoms
+    assert not baggage_from_context(prop.extract(listed))
+    assert limits.rejections() == {"malformed": 2}
 
 
 def test_extract_keeps_the_given_context_and_adds_to_it(prop: CtxplanePropagator) -> None:
@@ -237,6 +239,19 @@ def test_non_text_header_value_is_counted_not_raised(prop: CtxplanePropagator) -
     given = otel_context.Context()
     assert prop.extract({HEADER: b"AgD_"}, context=given) is given
     assert limits.rejections() == {"malformed": 1}
+
+
+def test_repeated_header_values_are_refused_and_counted(prop: CtxplanePropagator) -> None:
+    # issue 8 point 6: as gRPC refuses repeated metadata (and the aiohttp patch, headers)
+    from ctxplane.wire.http import encode_header
+
+    value = encode_header(Baggage.of(Pad(blob=b"x")))
+    assert value is not None
+    given = otel_context.Context()
+    assert prop.extract({HEADER: [value] * 100}, context=given) is given
+    assert limits.rejections() == {"malformed": 1}
+    one = prop.extract({HEADER: [value]}, context=given)
+    assert baggage_from_context(one).get(Pad) == Pad(blob=b"x")
 
 
 def test_absent_or_empty_header_changes_nothing_and_counts_nothing(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -34,6 +35,8 @@ TP = f"00-{TID}-{PID}-01"
 TP_RE = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 MB = 1 << 20
 
+pytestmark = pytest.mark.timeout(60)  # a hang guard: the work itself is checked by counting
+
 
 def collect(ctx: TraceContext) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
@@ -41,10 +44,66 @@ def collect(ctx: TraceContext) -> list[tuple[str, str]]:
     return out
 
 
-def fast(fn: object, *args: object) -> object:
-    start = time.perf_counter()
-    result = fn(*args)  # type: ignore[operator]
-    assert time.perf_counter() - start < 0.05
+class _Probe(str):
+    """A field value that counts the characters a parser takes from it in Python (slices,
+    strip, split, search...) into its :class:`Fields`."""
+
+    _fields: Fields
+
+    def __new__(cls, value: str, fields: Fields) -> _Probe:
+        self = super().__new__(cls, value)
+        self._fields = fields
+        return self
+
+    def __getitem__(self, i: Any) -> str:
+        part = super().__getitem__(i)
+        self._fields.chars_read += len(part)
+        return part
+
+    def _whole(name: str) -> Any:  # type: ignore[misc]
+        def method(self: _Probe, *args: Any, **kwargs: Any) -> Any:
+            self._fields.chars_read += len(self)
+            return getattr(str, name)(self, *args, **kwargs)
+
+        return method
+
+    for _name in ("strip", "lstrip", "rstrip", "split", "rsplit", "partition", "rpartition",
+                  "find", "rfind", "index", "rindex", "lower", "upper", "encode", "replace",
+                  "splitlines", "startswith", "endswith", "count", "__iter__", "__contains__"):
+        locals()[_name] = _whole(_name)
+    del _name, _whole
+
+
+class Fields(list[str]):
+    """Header field values that count what a parser takes from them: the values it reads and
+    the characters it takes from them in Python. A parser that checks its caps before working
+    takes a bounded amount whatever the size of the input, so the counts check the work with
+    no clock (a hang is left to the test's timeout)."""
+
+    def __init__(self, values: list[str]) -> None:
+        super().__init__(values)
+        self.values_read = 0
+        self.chars_read = 0
+
+    def _take(self, value: str) -> str:
+        self.values_read += 1
+        return _Probe(value, self)
+
+    def __iter__(self) -> Iterator[str]:
+        return (self._take(v) for v in super().__iter__())
+
+    def __getitem__(self, i: Any) -> Any:
+        assert not isinstance(i, slice), "the parser copies the list of values"
+        return self._take(super().__getitem__(i))
+
+
+def bounded(fn: Callable[[Fields], object], values: list[str], cap: int) -> object:
+    """``fn(values)``, checking that it read at most ``cap`` characters' worth of the input:
+    at most ``cap + 1`` values (each costs a comma at least) and ``cap`` characters."""
+    fields = Fields(values)
+    result = fn(fields)
+    assert fields.values_read <= cap + 1, f"read {fields.values_read} values"
+    assert fields.chars_read <= cap, f"took {fields.chars_read} characters"
     return result
 
 
@@ -153,10 +212,12 @@ def test_traceparent_all_zero_ids_invalid() -> None:
     assert parse_traceparent([f"00-{'0' * 31}1-{'0' * 15}1-01"]) is not None
 
 
-def test_traceparent_huge_header_rejected_fast() -> None:
-    assert fast(parse_traceparent, [TP + "-" + "a" * MB]) is None
-    assert fast(parse_traceparent, [" " * MB + TP]) is None
-    assert fast(parse_traceparent, [TP] * MB) is None
+def test_traceparent_huge_header_rejected_with_bounded_work() -> None:
+    cap = w3c._TRACEPARENT_MAX_LEN
+    assert bounded(parse_traceparent, [TP + "-" + "a" * MB], cap) is None
+    assert bounded(parse_traceparent, [" " * MB + TP], cap) is None
+    assert bounded(parse_traceparent, [TP] * MB, cap) is None
+    assert bounded(parse_traceparent, [TP], cap) == parse_traceparent([TP])  # the probe reads
 
 
 def test_format_traceparent() -> None:
@@ -328,15 +389,25 @@ def test_tracestate_key_invalid(key: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["", "v", " v", "!~", "a b", "x" * 256, "".join(map(chr, range(0x21, 0x2C)))]
+    "value", ["v", " v", "!~", "a b", "x" * 256, "".join(map(chr, range(0x21, 0x2C)))]
 )
 def test_tracestate_value_valid(value: str) -> None:
     assert parse_tracestate([f"k={value}"]) == (("k", value),)
 
 
-@pytest.mark.parametrize("value", ["a=b", "x" * 257, "a\x7f", "a\x1f", "é", "a\nb"])
+@pytest.mark.parametrize(
+    "value", ["a=b", "x" * 257, "a\x7f", "a\x1f", "é", "a\nb", "", " ", "  "]
+)
 def test_tracestate_value_invalid(value: str) -> None:
     assert parse_tracestate([f"k={value}"]) is None
+
+
+def test_tracestate_member_with_empty_value_is_invalid() -> None:
+    # issue 8 point 6: value = 0*255(chr) nblk-chr, at least one non-blank character
+    assert parse_tracestate(["foo="]) is None
+    assert parse_tracestate(["a=1,foo=,b=2"]) is None  # one invalid member drops it all
+    with pytest.raises(ValueError):
+        with_entry((("a", "1"),), "foo", "")
 
 
 def test_tracestate_missing_equals_drops_all() -> None:
@@ -362,10 +433,11 @@ def test_tracestate_forwarded_unchanged() -> None:
     assert format_tracestate(state) == text
 
 
-def test_tracestate_huge_rejected_fast() -> None:
-    assert fast(parse_tracestate, ["a=1," * (MB // 4)]) is None
-    assert fast(parse_tracestate, ["a=1"] * MB) is None
-    assert fast(parse_tracestate, ["a" * MB]) is None
+def test_tracestate_huge_rejected_with_bounded_work() -> None:
+    cap = w3c._TRACESTATE_MAX_LEN
+    assert bounded(parse_tracestate, ["a=1," * (MB // 4)], cap) is None
+    assert bounded(parse_tracestate, ["a=1"] * MB, cap) is None
+    assert bounded(parse_tracestate, ["a" * MB], cap) is None
 
 
 def test_with_entry_moves_to_left() -> None:
@@ -515,12 +587,13 @@ def test_baggage_limits_are_parameters() -> None:
 
 
 def test_baggage_huge_input_bounded_and_whole_members() -> None:
-    got = fast(parse_baggage, ["k=vvvvvvvv," * (MB // 11)])
+    cap = w3c._BAGGAGE_MAX_LEN
+    got = bounded(parse_baggage, ["k=vvvvvvvv," * (MB // 11)], cap)
     assert isinstance(got, tuple)
     assert 0 < len(got) <= 2 * w3c.MAX_BAGGAGE_BYTES
     assert all(m == BaggageMember("k", "vvvvvvvv") for m in got)
-    assert fast(parse_baggage, ["k=" + "v" * MB]) == ()
-    many = fast(parse_baggage, ["a=1"] * MB)
+    assert bounded(parse_baggage, ["k=" + "v" * MB], cap) == ()
+    many = bounded(parse_baggage, ["a=1"] * MB, cap)
     assert isinstance(many, tuple) and 0 < len(many) < MB
 
 
@@ -549,7 +622,7 @@ def test_prop_baggage_value_round_trip(value: str) -> None:
 
 
 _ts_keys = st.from_regex(r"[a-z0-9][a-z0-9_*/@-]{0,20}", fullmatch=True)
-_ts_values = st.from_regex(r"([ -+\--<>-~]{0,20}[!-+\--<>-~])?", fullmatch=True)
+_ts_values = st.from_regex(r"[ -+\--<>-~]{0,20}[!-+\--<>-~]", fullmatch=True)
 
 
 @given(st.lists(st.tuples(_ts_keys, _ts_values), max_size=32))

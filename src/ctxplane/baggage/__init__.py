@@ -4,7 +4,7 @@ Nothing here does I/O or knows about asyncio or threads.
 """
 
 from . import atoms, lexvarint, protocol
-from .bags import Bag, Field, Struct, field, member, registered_bags
+from .bags import RESERVED_INDICES, Bag, Field, Struct, field, member, registered_bags
 from .errors import BaggageError
 from .fields import (
     BOOL,
@@ -39,6 +39,7 @@ __all__ = [
     "FLOAT",
     "INT32",
     "INT64",
+    "RESERVED_INDICES",
     "SFIXED32",
     "SFIXED64",
     "SINT32",

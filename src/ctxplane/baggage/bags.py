@@ -18,15 +18,15 @@ marker came before the end of the bag, i.e. whether it may have lost data.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar, overload
 
 from .atoms import OVERFLOW_MARKER, merge
 from .errors import BaggageError
-from .fields import BagType, ElementType, FieldType, StructType, as_type
+from .fields import BagType, CounterType, ElementType, FieldType, SetType, StructType, as_type
 from .lexvarint import encode_unsigned
 from .protocol import DATA_PREFIX, MAX_LEVEL, header_level, header_prefix
 
-__all__ = ["Bag", "Field", "Struct", "field", "registered_bags"]
+__all__ = ["RESERVED_INDICES", "Bag", "Field", "Struct", "field", "registered_bags"]
 
 
 class _Node:
@@ -123,8 +123,22 @@ def parse_nodes(
     return root
 
 
-class Field:
-    """A numbered field of a bag: a descriptor reading the bag's value or the type's default."""
+V = TypeVar("V")
+E = TypeVar("E")
+K = TypeVar("K")
+B = TypeVar("B", bound="Bag")
+S = TypeVar("S", bound="Struct")
+
+if TYPE_CHECKING:
+    from .fields import Counter, FrozenMap, MapType, TaintType
+
+
+class Field(Generic[V]):
+    """A numbered field of a bag: a descriptor reading the bag's value or the type's default.
+
+    Typed by what an instance reads (``Field[Counter]`` reads a :class:`Counter`); read on the
+    class, it is the field itself.
+    """
 
     __slots__ = ("header_payload", "headers", "name", "number", "type")
 
@@ -143,6 +157,10 @@ class Field:
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Field[V]: ...
+    @overload
+    def __get__(self, obj: Bag, owner: type | None = None) -> V: ...
     def __get__(self, obj: Bag | None, owner: type | None = None) -> Any:
         if obj is None:
             return self
@@ -153,8 +171,30 @@ class Field:
         return f"field({self.number}, {self.type!r})"
 
 
-def field(number: int, type: FieldType[Any] | type) -> Any:
-    """Declare a bag field numbered ``number`` of BDL ``type`` (typed ``Any`` for checkers)."""
+@overload
+def field(number: int, type: CounterType) -> Field[Counter]: ...
+@overload
+def field(number: int, type: TaintType) -> Field[bool]: ...
+@overload
+def field(number: int, type: SetType[E]) -> Field[frozenset[E]]: ...
+@overload
+def field(number: int, type: MapType[K, E]) -> Field[FrozenMap[K, E]]: ...
+@overload
+def field(number: int, type: ElementType[E]) -> Field[E | None]: ...
+@overload
+def field(number: int, type: type[B]) -> Field[B | None]: ...
+@overload
+def field(number: int, type: type[S]) -> Field[S | None]: ...
+@overload
+def field(number: int, type: FieldType[Any]) -> Field[Any]: ...
+def field(number: int, type: FieldType[Any] | type) -> Field[Any]:
+    """Declare a bag field numbered ``number`` of BDL ``type``.
+
+    Type checkers see what the field reads on an instance: ``Counter`` (an ``int``) for
+    ``COUNTER``, ``bool`` for ``TAINT``, ``frozenset[str]`` for ``set_of(STRING)``,
+    ``FrozenMap[K, V]`` for maps, and ``T | None`` for primitives, structs and nested bags
+    (unset reads ``None``).
+    """
     return Field(number, type)
 
 
@@ -175,17 +215,17 @@ class Bag:
     _overflowed: bool
     _atoms: tuple[bytes, ...] | None
     _hash: int | None
-    _fields: ClassVar[tuple[Field, ...]] = ()
-    _by_name: ClassVar[dict[str, Field]] = {}
-    _by_header: ClassVar[dict[bytes, Field]] = {}
+    _fields: ClassVar[tuple[Field[Any], ...]] = ()
+    _by_name: ClassVar[dict[str, Field[Any]]] = {}
+    _by_header: ClassVar[dict[bytes, Field[Any]]] = {}
     bag_index: ClassVar[int | None] = None
     _bag_header: ClassVar[bytes | None] = None  # the level-0 header atom at ``bag_index``
     _field_type: ClassVar[BagType | None] = None
-    _bag_fields: ClassVar[tuple[Field, ...]] = ()
+    _bag_fields: ClassVar[tuple[Field[Any], ...]] = ()
 
     def __init_subclass__(cls, index: int | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        fields: list[Field] = []
+        fields: list[Field[Any]] = []
         for base in reversed(cls.__mro__[1:]):
             fields.extend(getattr(base, "_fields", ()))
         fields.extend(v for v in vars(cls).values() if isinstance(v, Field))
@@ -268,7 +308,7 @@ class Bag:
         """The fields that are set, by name."""
         return dict(self._values)
 
-    def replace(self, **changes: Any) -> Any:
+    def replace(self, **changes: Any) -> Self:
         """A copy with the given fields changed (``None`` unsets a field)."""
         cls = type(self)
         values = dict(self._values)
@@ -320,14 +360,14 @@ class Bag:
         return result
 
     @classmethod
-    def from_atoms(cls, atoms: Sequence[bytes], level: int = 0) -> Any:
+    def from_atoms(cls, atoms: Sequence[bytes], level: int = 0) -> Self:
         """Read a bag from its content atoms, fields at ``level``; never raises on bad input
         (undecodable atoms are skipped and the bag is marked overflowed)."""
         atoms = tuple(atoms)
         return cls._from_node(parse_nodes(atoms, 0, len(atoms), level - 1))
 
     @classmethod
-    def _from_node(cls, node: _Node) -> Any:
+    def _from_node(cls, node: _Node) -> Self:
         bag = cls.__new__(cls)
         values: dict[str, Any] = {}
         # unknown atoms in wire order: the bag's own data, atoms it cannot interpret, then the
@@ -358,18 +398,18 @@ class Bag:
         return bag
 
     @classmethod
-    def _headers(cls, prefix: int) -> dict[bytes, Field]:
+    def _headers(cls, prefix: int) -> dict[bytes, Field[Any]]:
         cache = cls.__dict__.get("_header_cache")
         if cache is None:
             cache = {}
             type.__setattr__(cls, "_header_cache", cache)
-        table: dict[bytes, Field] | None = cache.get(prefix)
+        table: dict[bytes, Field[Any]] | None = cache.get(prefix)
         if table is None:
             table = {bytes((prefix,)) + f.header_payload: f for f in cls._fields}
             cache[prefix] = table
         return table
 
-    def join(self, other: Any) -> Any:
+    def join(self, other: Self | None) -> Self:
         """Join two bags of the same class field by field, as the merge of their atoms would.
 
         If either is overflowed, so is the result, and so is every bag nested in it: the
@@ -410,7 +450,7 @@ class Bag:
         set_(new, "_hash", None)
         return new._flagged() if overflowed else new
 
-    def _flagged(self) -> Any:
+    def _flagged(self) -> Self:
         """This bag with its overflow flag set, and set on every bag nested in it."""
         changed: dict[str, Any] = {}
         for f in self._bag_fields:
@@ -431,14 +471,14 @@ class Bag:
         return new
 
     @classmethod
-    def get(cls) -> Any:
+    def get(cls) -> Self | None:
         """This class's bag in the active baggage of the current execution, or None."""
         from ..transit import context  # the transit layer sits above; imported on first use
 
         return context.current().get(cls)
 
     @classmethod
-    def set(cls, bag: Bag) -> None:
+    def set(cls, bag: Self) -> None:
         """Make ``bag`` this class's bag in the active baggage of the current execution."""
         from ..transit import context
 
@@ -447,7 +487,7 @@ class Bag:
         context.set_bag(bag)
 
     @classmethod
-    def update(cls, **changes: Any) -> Any:
+    def update(cls, **changes: Any) -> Self:
         """Apply ``replace(**changes)`` to the active bag (or an empty one) and set it back.
 
         ``MyBag.update(c=MyBag.current().c + 1)`` is spelled shorter with :meth:`add` /
@@ -458,19 +498,47 @@ class Bag:
         return context.update_bag(cls, **changes)
 
     @classmethod
-    def current(cls) -> Any:
-        """This class's bag in the active baggage, or an empty instance (never None)."""
-        return cls.get() or cls()
+    def current(cls) -> Self:
+        """This class's bag in the active baggage, or an empty instance (never None).
+
+        The empty instance is ``overflowed`` when the bag may have been trimmed away entirely
+        on its way here (see :meth:`~ctxplane.baggage.Baggage.may_have_lost`).
+        """
+        from ..transit import context
+
+        baggage = context.current()
+        bag = baggage.get(cls)
+        if bag is not None:
+            return bag
+        if baggage.overflowed and baggage.may_have_lost(cls):
+            return cls()._flagged()
+        return cls()
 
     @classmethod
-    def increment(cls, name: str, n: int = 1) -> Any:
+    def _field_for(cls, name: str, kind: type[FieldType[Any]], method: str) -> None:
+        """Check that ``name`` is a field of ``kind`` (for ``method``), or raise saying why."""
+        f = cls._by_name.get(name)
+        if f is None:
+            known = ", ".join(cls._by_name) or "none"
+            raise AttributeError(f"{cls.__name__} has no field {name!r} (fields: {known})")
+        if not isinstance(f.type, kind):
+            what = "counter" if kind is CounterType else "set"
+            raise TypeError(
+                f"{cls.__name__}.{name} is a {f.type.name} field, not a {what}: {method}() "
+                f"works on {what} fields only (change this one with update({name}=...))"
+            )
+
+    @classmethod
+    def increment(cls, name: str, n: int = 1) -> Self:
         """Increment the counter field ``name`` of the active bag by ``n``."""
+        cls._field_for(name, CounterType, "increment")
         bag = cls.current()
         return cls.update(**{name: getattr(bag, name) + n})
 
     @classmethod
-    def add(cls, name: str, *elements: Any) -> Any:
+    def add(cls, name: str, *elements: Any) -> Self:
         """Add elements to the set field ``name`` of the active bag."""
+        cls._field_for(name, SetType, "add")
         bag = cls.current()
         current = getattr(bag, name)
         if all(e in current for e in elements):
@@ -485,7 +553,7 @@ class Bag:
         return cls.__dict__["_field_type"]  # type: ignore[no-any-return]
 
     @classmethod
-    def fields(cls) -> tuple[Field, ...]:
+    def fields(cls) -> tuple[Field[Any], ...]:
         """The declared fields, by number."""
         return cls._fields
 
@@ -582,17 +650,45 @@ def _relevel(atoms: tuple[bytes, ...], src: int, level: int) -> tuple[bytes, ...
     return tuple(out)
 
 
+RESERVED_INDICES: dict[int, str] = {200: "ctxplane.wire.tracecontext.TraceContextBag"}
+"""Level-0 bag indices ctxplane's own bags use, with the class each is for."""
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def register(cls: type[Bag], index: int) -> None:
-    """Register a bag class at level-0 index ``index`` (re-registering replaces)."""
+    """Register a bag class at level-0 index ``index``.
+
+    Two classes cannot share an index (each would read and overwrite the other's atoms):
+    registering a second one raises :class:`TypeError` naming both, as does registering at an
+    index in :data:`RESERVED_INDICES` a class other than the one it is reserved for. The same
+    class defined again (a module reloaded, a ``.bb`` source compiled again: same module and
+    qualified name) replaces the first.
+    """
     if not 0 <= index <= 0xFFFFFFFF:
         raise ValueError(f"bag index {index} is not an unsigned 32-bit index")
+    name = _qualified(cls)
+    owner = RESERVED_INDICES.get(index)
+    if owner is not None and owner != name:
+        raise TypeError(
+            f"bag index {index} is reserved for {owner}: {name} needs another index "
+            f"(reserved: {sorted(RESERVED_INDICES)}; see ctxplane.baggage.registered_bags())"
+        )
+    other = _REGISTRY.get(index)
+    if other is not None and other is not cls and _qualified(other) != name:
+        raise TypeError(
+            f"bag index {index} is taken: {name} and {_qualified(other)} cannot share it; "
+            f"give one of them another index (indices in use: {sorted(_REGISTRY)})"
+        )
     type.__setattr__(cls, "bag_index", index)
     type.__setattr__(cls, "_bag_header", bytes((header_prefix(0),)) + encode_unsigned(index))
     _REGISTRY[index] = cls
 
 
 def _rebuild(cls: type[Bag], atoms: tuple[bytes, ...]) -> Bag:
-    return cls.from_atoms(atoms)  # type: ignore[no-any-return]
+    return cls.from_atoms(atoms)
 
 
 class Struct:

@@ -24,6 +24,14 @@ from .value import Baggage
 __all__ = ["bags_holding", "fold_component", "fold_components", "redirect_component"]
 
 
+_U64 = (1 << 64) - 1
+
+
+def _add(a: int, b: int) -> int:
+    """A folded count: saturates at 2^64-1 (a peer may send a component at the maximum)."""
+    return min(a + b, _U64)
+
+
 def _count(node: BagNode) -> int:
     best = -1
     for payload in node.data:
@@ -50,7 +58,7 @@ def _rewrite(node: BagNode, srcs: frozenset[bytes], dst: bytes, floor: int | Non
     moved = sum(max(_count(node.children[i][1]), 0) for i in src_at)
     current = _count(node.children[dst_at][1]) if dst_at >= 0 else 0
     current = max(current, 0)
-    value = current + moved if floor is None else max(current, floor)
+    value = _add(current, moved) if floor is None else max(current, floor)
     new_child = BagNode(data=[encode_unsigned_reverse(value)])
     if dst_at >= 0:
         node.children[dst_at] = (node.children[dst_at][0], new_child)
@@ -166,7 +174,7 @@ def _fold_atoms(
             if leaf is None:
                 return None  # dst has child bags or odd data
             m, current = leaf
-            value = current + moved if floor is None else max(current, floor)
+            value = _add(current, moved) if floor is None else max(current, floor)
             edits.append((found, m, [dst_atom, b"\x00" + encode_unsigned_reverse(value)]))
         else:
             value = moved if floor is None else max(0, floor)

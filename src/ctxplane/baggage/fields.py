@@ -21,7 +21,7 @@ import os
 import random
 import struct as _struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from .errors import BaggageError
 from .lexvarint import (
@@ -69,6 +69,8 @@ __all__ = [
 T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
+_S = TypeVar("_S", bound="Struct")
+_B = TypeVar("_B", bound="Bag")
 
 _U32 = 0xFFFFFFFF
 _U64 = (1 << 64) - 1
@@ -658,7 +660,8 @@ class Counter(int):
     execution's own component by ``n`` and returns a new counter.
 
     Joins take the per-component maximum, so branches that each increment their own component
-    never double-count.
+    never double-count. A component saturates at 2^64-1 (the most the wire format holds, which
+    only a peer's value can reach): increments and folds past it stay there, never raise.
     """
 
     components: Mapping[bytes, int]
@@ -692,11 +695,14 @@ class Counter(int):
             return self
         key = component if component is not None else component_id()
         comps = dict(self.components)
-        v = comps[key] = comps.get(key, 0) + n
-        if type(v) is not int or v > _U64:
+        old = comps.get(key, 0)
+        v = comps[key] = old + n
+        if type(v) is not int or n > _U64:
             return Counter(comps)  # validates: raises
+        if v > _U64:  # saturate: a peer may have sent this component at the maximum
+            v = comps[key] = _U64
         # the components were valid and one grew by an int: skip Counter's validation
-        c = int.__new__(Counter, int(self) + n)
+        c = int.__new__(Counter, int(self) + (v - old))
         c.__dict__["components"] = comps
         return c
 
@@ -728,11 +734,15 @@ class Counter(int):
             else:
                 fold += v
         if fold:
-            comps[key] = comps.get(key, 0) + fold
+            comps[key] = min(comps.get(key, 0) + fold, _U64)  # saturates
         return Counter(comps)
 
     def __repr__(self) -> str:
         return f"Counter({int(self)}, components={len(self.components)})"
+
+    def __str__(self) -> str:
+        """The count, as an ``int`` prints (``print(bag.count)`` shows ``5``)."""
+        return int.__repr__(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Counter, (dict(self.components),))
@@ -842,7 +852,7 @@ class BagType(FieldType["Bag"]):
         return True
 
     def flag_overflow(self, value: Bag) -> Bag:
-        return value._flagged()  # type: ignore[no-any-return]
+        return value._flagged()
 
     def write(self, value: Bag, level: int, out: list[bytes]) -> None:
         value._write(level, out)
@@ -865,12 +875,24 @@ class BagType(FieldType["Bag"]):
         return value
 
 
-def set_of(element: ElementType[T] | type[Struct]) -> SetType[T]:
+@overload
+def set_of(element: ElementType[T]) -> SetType[T]: ...
+@overload
+def set_of(element: type[_S]) -> SetType[_S]: ...
+def set_of(element: ElementType[Any] | type[Struct]) -> SetType[Any]:
     """The type ``set<element>``."""
     return SetType(as_type(element))  # type: ignore[arg-type]
 
 
-def map_of(key: ElementType[K], value: FieldType[V] | type[Bag] | type[Struct]) -> MapType[K, V]:
+@overload
+def map_of(key: ElementType[K], value: FieldType[V]) -> MapType[K, V]: ...
+@overload
+def map_of(key: ElementType[K], value: type[_B]) -> MapType[K, _B]: ...
+@overload
+def map_of(key: ElementType[K], value: type[_S]) -> MapType[K, _S]: ...
+def map_of(
+    key: ElementType[Any], value: FieldType[Any] | type[Bag] | type[Struct]
+) -> MapType[Any, Any]:
     """The type ``map<key, value>``."""
     return MapType(key, as_type(value))
 

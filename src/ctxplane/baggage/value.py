@@ -155,7 +155,7 @@ class Baggage:
                 bag = part if bag is None else bag.join(part)
             return bag
         node = parse_nodes(self._atoms, start + 1, end, 0, self._first_marker())
-        return cls._from_node(node)  # type: ignore[no-any-return]
+        return cls._from_node(node)
 
     def _has_duplicate(self, header: bytes, after: int) -> bool:
         try:
@@ -209,6 +209,23 @@ class Baggage:
                 del path[level:]
                 path.append(atom)
         return (*path, _atoms.OVERFLOW_MARKER)
+
+    def may_have_lost(self, cls: type[Bag]) -> bool:
+        """Whether the bag of class ``cls`` may have lost data to trimming: its own atoms end
+        after the first overflow marker, or it is absent and its header sorts after the bag
+        the marker cut (it may have been trimmed away entirely)."""
+        pos = self._first_marker()
+        if pos < 0:
+            return False
+        header = cls._bag_header
+        if header is None:
+            raise TypeError(f"{cls.__name__} is not registered at a bag index")
+        bag = self.get(cls)
+        if bag is not None:
+            return bag.overflowed
+        path = self.overflow_path
+        assert path is not None
+        return len(path) == 1 or header > path[0]
 
     # -- deriving new values ---------------------------------------------------------------
 

@@ -10,7 +10,9 @@ installed for a *target module name* (``"asyncio"``, ``"concurrent.futures"``...
 :func:`install` registers a post-import hook per selected target: the patch module
 is imported and its ``patch()`` called right away if the target is already
 imported, otherwise the moment the application imports it. A patch module is
-never imported for a library the application does not use. A patch whose import
+never imported for a library the application does not use. The order of imports does
+not matter: a patch module the application imports itself (which imports its target)
+is applied once its own code has run. A patch whose import
 or ``patch()`` fails is logged (logger ``ctxplane.patches``) and skipped; the
 application keeps running.
 
@@ -390,16 +392,26 @@ def _load_patch_module(spec: PatchSpec) -> ModuleType | None:
     return module
 
 
-def _apply(spec: PatchSpec) -> None:
+def _initializing(name: str) -> bool:
+    """Whether module ``name`` is in ``sys.modules`` but its code is still running."""
+    spec = getattr(sys.modules.get(name), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
+
+
+def _apply(spec: PatchSpec, module_ran: bool = False) -> None:
     """Import and apply one patch; log and skip on any failure.
 
     ``_lock`` is not held while the patch module is imported or ``patch()`` runs: another
-    thread may be inside an import that needs it (lock-order deadlock).
+    thread may be inside an import that needs it (lock-order deadlock). A patch module still
+    being imported (it imported its target, whose hook lands here) is left alone: the hook on
+    the patch module itself (:func:`_patch_module_hook`) applies it once its code has run.
     """
     with _lock:
         if not _enabled or spec.name not in _selected:
             return
         if spec.name in _applied or spec.name in _applying:
+            return
+        if not module_ran and _initializing(spec.module):
             return
         _applying.add(spec.name)
     try:
@@ -425,6 +437,21 @@ def _apply(spec: PatchSpec) -> None:
 def _hook_for(spec: PatchSpec) -> Callable[[ModuleType], None]:
     def hook(_module: ModuleType) -> None:
         _apply(spec)
+
+    return hook
+
+
+def _patch_module_hook(spec: PatchSpec) -> Callable[[ModuleType], None]:
+    """The hook on a patch module: once its code has run, apply it if its target is there.
+
+    Needed when the application imports the patch module itself (``from ctxplane.patches
+    import grpc_``) before the target: the patch module imports the target, whose hook then
+    finds the patch module half-initialized (:func:`_apply` leaves it alone)."""
+
+    def hook(_module: ModuleType) -> None:
+        # still flagged as initializing here: the import system clears it after the hooks
+        if spec.target in sys.modules and not _initializing(spec.target):
+            _apply(spec, module_ran=True)
 
     return hook
 
@@ -459,6 +486,8 @@ def install(config: Config | None = None) -> None:
         specs = list(_selected.values())
     for spec in specs:
         _register_hook(spec.target, _hook_for(spec))
+        if spec.module not in sys.modules:
+            _register_hook(spec.module, _patch_module_hook(spec))
 
 
 def installed() -> bool:

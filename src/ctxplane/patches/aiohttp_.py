@@ -23,12 +23,15 @@ code that imported ``web.Application`` or ``ClientSession`` before activation is
     own task. For requests routed to a ``web.Application`` (its bound ``_handle`` is the
     request handler: apps built before :func:`patch` are covered, nothing is subclassed) the
     wrapper reads the inbound baggage under the inbound policy (``CTXPLANE_INBOUND``,
-    ``CTXPLANE_INBOUND_ALLOW``, the inbound caps; malformed or oversized baggage is dropped with
+    ``CTXPLANE_INBOUND_ALLOW``, the inbound caps; malformed or oversized baggage, or a repeated
+    ctxplane header, is dropped with
     the rate-limited warning and counter of :mod:`ctxplane.wire.limits`, and the request is
     served with the W3C context only; ``drop`` ignores every inbound header, W3C ones too, and
     starts a new trace; ``w3c-only`` keeps only the W3C headers; the allowlist filters ctxplane
     bags, not W3C headers), adds the W3C context (:mod:`ctxplane.wire.tracecontext`;
-    a missing or invalid ``traceparent`` starts a new trace and drops ``tracestate``), and
+    a missing or invalid ``traceparent`` starts a new trace and drops ``tracestate``; W3C
+    baggage members and ``tracestate`` only as far as the inbound caps admit,
+    :func:`~ctxplane.wire.tracecontext.inbound_members`, ``inbound_tracestate``), and
     makes the result the active baggage of a new execution (own counter component) for the
     handler. It is restored when the request is done, so the connection's loop, which awaits
     the request task, joins nothing (keep-alive connections do not accumulate baggage).
@@ -84,6 +87,7 @@ from aiohttp import web_app as _web_app
 from aiohttp import web_protocol as _web_protocol
 from aiohttp import web_response as _web_response
 from multidict import CIMultiDict
+from yarl import URL
 
 from .._report import problem
 from ..baggage import Baggage
@@ -92,15 +96,13 @@ from ..transit import context as _t
 from ..wire import tracecontext as _tc
 from ..wire.fold import decode_fold, encode_fold, fold_key
 from ..wire.http import decode_header, encode_header
-from ..wire.limits import DEFAULT_MAX_BAGGAGE_BYTES, InboundPolicy
+from ..wire.limits import DEFAULT_MAX_BAGGAGE_BYTES, InboundPolicy, reject
 from ..wire.w3c import (
     BAGGAGE,
     TRACEPARENT,
     TRACESTATE,
     format_tracestate,
-    parse_baggage,
     parse_traceparent,
-    parse_tracestate,
 )
 from ._util import Originals
 
@@ -172,7 +174,7 @@ _ClientResponseError = _client_exceptions.ClientResponseError
 # The request being served and the baggage it started with (a response carries what changed).
 # Only that request's responses are touched: a server started from inside a handler inherits
 # this context too.
-_serving: contextvars.ContextVar[tuple[Any, Baggage, Any] | None] = contextvars.ContextVar(
+_serving: contextvars.ContextVar[tuple[Any, Baggage, Any, Any] | None] = contextvars.ContextVar(
     "ctxplane_aiohttp_serving", default=None
 )
 
@@ -290,8 +292,7 @@ def _outbound(s: _Settings) -> _Outbound:
     return out
 
 
-def _request_headers(out: _Outbound, given: Any) -> Any:
-    pid = _getrandbits(64)
+def _request_headers(out: _Outbound, given: Any, pid: int = 0) -> Any:
     while not pid:
         pid = _getrandbits(64)
     tp = f"{out.prefix}{pid:016x}{out.suffix}"
@@ -306,10 +307,25 @@ def _request_headers(out: _Outbound, given: Any) -> Any:
     return merged
 
 
+def _header_value(headers: Any, name: str) -> str | None:
+    """The one value of header ``name``; None if absent or repeated (refused and counted, as
+    for gRPC metadata)."""
+    getall = getattr(headers, "getall", None)
+    if getall is None:  # a plain mapping holds one value per name
+        value: str | None = headers.get(name)
+        return value
+    values = getall(name, ())
+    if len(values) == 1:
+        return values[0]  # type: ignore[no-any-return]
+    if values:
+        reject("malformed", f"header: {len(values)} values for {name}")
+    return None
+
+
 def _join_response(headers: Mapping[str, str] | None, sent: str | None, s: _Settings) -> None:
     if headers is None:
         return
-    value = headers.get(s.header)
+    value = _header_value(headers, s.header)
     if value is None or value == sent:
         return
     b = _decode(value, s)
@@ -324,9 +340,15 @@ def _join_response(headers: Mapping[str, str] | None, sent: str | None, s: _Sett
 def _wrap_request(original: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
     async def _request(self: Any, method: str, str_or_url: Any, **kwargs: Any) -> Any:
         s = _settings
+        tr = _t.tracer
+        sp = None
         try:
+            if tr is not None:
+                sp = _client_span(tr, method, str_or_url)
             out = _outbound(s)
-            kwargs["headers"] = _request_headers(out, kwargs.get("headers"))
+            kwargs["headers"] = _request_headers(
+                out, kwargs.get("headers"), sp.id if sp is not None else 0
+            )
             if kwargs.get("max_field_size") is None and (
                 getattr(self, "_max_field_size", s.field_limit) < s.field_limit
             ):
@@ -342,16 +364,82 @@ def _wrap_request(original: Callable[..., Coroutine[Any, Any, Any]]) -> Callable
                 _join_response(exc.headers, sent, s)
             except Exception:
                 _problem("client response")
+            if sp is not None:
+                _end_span(tr, sp, exc.status, type(exc).__qualname__)
+            raise
+        except BaseException as exc:
+            if sp is not None:
+                _end_span(tr, sp, 0, type(exc).__qualname__)
             raise
         try:
             _join_response(resp.headers, sent, s)
         except Exception:
             _problem("client response")
+        if sp is not None:
+            _end_span(tr, sp, resp.status, None)
         return resp
 
     _request.__wrapped__ = original  # type: ignore[attr-defined]
     _request.__name__ = "_request"
     return _request
+
+
+# -- spans (only while tracing is on: ``tr`` is ctxplane.tracing.api) ------------------------
+
+
+def _client_span(tr: Any, method: str, str_or_url: Any) -> Any:
+    try:
+        url = URL(str_or_url)
+        attrs: dict[str, Any] = {
+            "http.request.method": method.upper(),
+            "url.full": str(url.with_user(None)),
+            "server.address": url.host or "",
+        }
+        if url.port is not None:
+            attrs["server.port"] = url.port
+        return tr.client_start(method.upper(), attrs)
+    except Exception:
+        _problem("client span")
+        return None
+
+
+def _end_span(tr: Any, sp: Any, status: int, error: str | None, limit: int = 400) -> None:
+    try:
+        attrs: dict[str, Any] = {}
+        if status:
+            attrs["http.response.status_code"] = status
+        if error is None and status >= limit:  # 4xx is the client's error, not the server's
+            error = str(status)
+        if error is not None:
+            attrs["error.type"] = error
+        tr.span_end(sp, "error" if error is not None else "unset", attrs)
+    except Exception:
+        _problem("span end")
+
+
+async def _server_span(tr: Any, request: Any, handler: Any, tp: tuple[str, str, int],
+                       edge: bool) -> Any:
+    if not tp[2] & 1:  # not sampled: honour it (drop any X-Trace bag), allocate nothing
+        tr.server_enter("", None, tp[0], None, False)
+        return None
+    method = request.method
+    attrs: dict[str, Any] = {"http.request.method": method, "url.path": request.path}
+    name = method
+    try:
+        info = await handler.__self__.router.resolve(request)
+        route = info.route.resource.canonical if info.route.resource is not None else None
+        if route:
+            attrs["http.route"] = route
+            name = f"{method} {route}"
+    except Exception:
+        pass
+    host = request.host
+    if host:
+        addr, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+        attrs["server.address"] = addr or host
+        if port.isdigit():
+            attrs["server.port"] = int(port)
+    return tr.server_enter(name, attrs, tp[0], None if edge else tp[1], True)
 
 
 # -- server -------------------------------------------------------------------------------
@@ -386,10 +474,16 @@ def _parse_traceparent(values: list[str]) -> tuple[str, str, int] | None:
 
 def _inbound(headers: Any, s: _Settings) -> Baggage:
     """The handler's initial baggage: the ctxplane header's under the policy, plus W3C."""
+    return _inbound_tp(headers, s)[0]
+
+
+def _inbound_tp(headers: Any, s: _Settings) -> tuple[Baggage, tuple[str, str, int] | None, bool]:
+    """:func:`_inbound`, with the trace context as ``(trace id, parent id, flags)`` when
+    tracing is on (None otherwise) and whether this service started the trace (the edge)."""
     mode = s.policy.mode
     b0 = Baggage.empty()
     if mode == "accept":
-        value = headers.get(s.header)
+        value = _header_value(headers, s.header)
         if value is not None:
             b0 = _decode(value, s) or b0
     tp = None
@@ -402,13 +496,18 @@ def _inbound(headers: Any, s: _Settings) -> Baggage:
             if tp is not None:
                 tsv = headers.getall(TRACESTATE, ())
                 if tsv:
-                    ts = parse_tracestate(tsv) or ()
+                    ts = _tc.inbound_tracestate(tsv, s.policy)
         bgv = headers.getall(BAGGAGE, ())
         if bgv:
-            members = parse_baggage(bgv)
+            members = _tc.inbound_members(bgv, s.policy)
+    edge = False
     if tp is None:
-        return _tc.inbound(b0, None, (), members)
-    return _tc.inbound_ids(b0, tp[0], tp[1], tp[2], ts, members)
+        tr = _t.tracer
+        if tr is None:
+            return _tc.inbound(b0, None, (), members), None, False
+        tp = tr.new_trace()  # the edge: the sampling decision is made here
+        edge = True
+    return _tc.inbound_ids(b0, tp[0], tp[1], tp[2], ts, members), tp, edge
 
 
 async def _serve(
@@ -419,16 +518,26 @@ async def _serve(
     handler: Any,
 ) -> Any:
     try:
-        initial = _inbound(request.headers, _settings)
+        initial, tp, edge = _inbound_tp(request.headers, _settings)
     except Exception:
         _problem("server request")
         return await original(proto, request, start_time, handler)
     ex = _Execution()
     token = _frame_var.set(_Frame(initial, ex))
-    stoken = _serving.set((request, initial, ex))
+    tr = _t.tracer
+    sp = None
+    if tr is not None and tp is not None:
+        try:
+            sp = await _server_span(tr, request, handler, tp, edge)
+            initial = _current()  # the X-Trace bag added or removed, the span started
+        except Exception:
+            _problem("server span")
+    stoken = _serving.set((request, initial, ex, sp))
     try:
         return await original(proto, request, start_time, handler)
     finally:
+        if sp is not None:
+            _end_span(tr, sp, sp.status_code, None, 500)
         _serving.reset(stoken)
         _frame_var.reset(token)
 
@@ -455,6 +564,10 @@ def _wrap_start(original: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[.
         serving = _serving.get()
         if serving is not None and serving[0] is request:
             try:
+                sp = serving[3]
+                if sp is not None:  # traced: the response leaves with a "send" event
+                    sp.status_code = self.status
+                    _t.tracer.send("response")
                 s = _settings
                 value = _response_value(serving[1], s)
                 if value is not None:

@@ -15,7 +15,26 @@ _LAZY: dict[str, str] = {
     # -- reading traces back (viewer, critical path, export) --
     "critical_path": ".analysis",
     "load_traces": ".reader",
+    "aligned_times": ".analysis",
+    "CriticalPath": ".analysis",
+    "write_html": ".viewer",
+    "render_html": ".viewer",
+    "to_perfetto": ".perfetto",
+    "perfetto_json": ".perfetto",
     # -- recording (events, spans, sampling, exporters) --
+    "FileSink": ".sinks",
+    "MemorySink": ".sinks",
+    "Sampler": ".sampling",
+    "Sink": ".sinks",
+    "Span": ".api",
+    "XTraceBaggage": ".xtrace",
+    "dropped": ".recorder",
+    "event": ".api",
+    "flush": ".recorder",
+    "is_on": ".api",
+    "span": ".api",
+    "start": ".api",
+    "stop": ".api",
 }
 
 

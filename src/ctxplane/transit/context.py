@@ -196,6 +196,8 @@ def join(*others: Baggage) -> Baggage:
     joined = f.baggage.join(*others)
     if joined is not f.baggage:
         _set(Frame(joined, f.ex))
+        if _join_hook is not None:
+            _join_hook()
     return joined
 
 
@@ -207,9 +209,17 @@ def serialize(limit: int | None = None) -> bytes:
 def deserialize(data: bytes) -> Baggage:
     """Parse bytes and join them into the active baggage; returns the result.
 
-    Malformed bytes keep what can be kept and mark the loss with the overflow marker.
+    Malformed bytes (bad framing, an atom no baggage holds) raise :class:`BaggageError` and
+    leave the active baggage as it was. (Transports parse what peers send leniently instead:
+    dropped and counted, :mod:`ctxplane.wire.limits`.)
     """
-    return join(Baggage.from_bytes(data))
+    from ..wire.limits import check_atoms  # not at import: it loads logging
+
+    b = Baggage.from_bytes(data, strict=True)
+    problem = check_atoms(b.atoms)
+    if problem is not None:
+        raise BaggageError(f"malformed baggage: {problem}")
+    return join(b)
 
 
 # -- primitives for patches ---------------------------------------------------------------
@@ -453,6 +463,8 @@ def join_execution(
         cex.folded_into = (ex, _component_value(folded, own))
     if folded is not f.baggage:
         _set(Frame(folded, ex))
+        if _join_hook is not None:
+            _join_hook()
 
 
 def join_executions(
@@ -499,6 +511,8 @@ def join_executions(
         joined = f.baggage.join(*plain)
         if joined is not f.baggage:
             _set(Frame(joined, f.ex))
+            if _join_hook is not None:
+                _join_hook()
         return
     f = _own_execution()
     ex = f.ex
@@ -514,6 +528,8 @@ def join_executions(
             c.folded_into = (ex, value)
     if folded is not f.baggage:
         _set(Frame(folded, ex))
+        if _join_hook is not None:
+            _join_hook()
 
 
 def foldable(ex: ExecutionRecord | None) -> bytes | None:
@@ -544,6 +560,8 @@ def join_returned(b: Baggage, folded: bytes | None = None) -> Baggage:
         joined = f.baggage.join(b)
     if joined is not f.baggage:
         _set(Frame(joined, f.ex))
+        if _join_hook is not None:
+            _join_hook()
     return joined
 
 
@@ -566,6 +584,8 @@ def _merge(f: Frame, b: Baggage) -> None:
     joined = f.baggage.join(b)
     if joined is not f.baggage:
         _set(Frame(joined, f.ex))
+        if _join_hook is not None:
+            _join_hook()
 
 
 def _own_component() -> bytes:
@@ -586,6 +606,23 @@ def _renew_after_fork() -> None:
 _fields.set_component_id_provider(_own_component)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_renew_after_fork)
+
+
+# -- tracing --------------------------------------------------------------------------------
+# ctxplane.tracing installs itself here while it records (transit never imports it): patches
+# test ``tracer`` (None: tracing off) before any tracing work, and a join that changed the
+# active baggage calls ``_join_hook`` (never the unchanged fast paths).
+
+tracer: Any = None
+"""The active tracing module for patches (None while tracing is off)."""
+_join_hook: Callable[[], None] | None = None
+
+
+def set_tracer(hooks: Any, on_join: Callable[[], None] | None) -> None:
+    """Install (or remove, with None) tracing: the object patches call, and the join hook."""
+    global tracer, _join_hook
+    tracer = hooks
+    _join_hook = on_join
 
 
 # -- typed access --------------------------------------------------------------------------

@@ -6,7 +6,7 @@ framing (strictly), the atom cap, the prefix of every atom, and the trust policy
 fails is dropped whole, with a rate-limited warning on the ``ctxplane.wire`` logger and a
 counter (:func:`rejections`); the request goes on with the baggage it had. Outbound baggage
 above the cap is trimmed with the overflow marker, so the receiver can tell which bags may
-have lost data.
+have lost data; each trim is counted (:func:`trims`) and logged (rate-limited warning).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -29,11 +30,14 @@ __all__ = [
     "DEFAULT_POLICY",
     "InboundPolicy",
     "InboundSettings",
+    "check_atoms",
     "decode_inbound",
     "encode_outbound",
     "reject",
     "rejections",
     "reset_rejections",
+    "reset_trims",
+    "trims",
 ]
 
 DEFAULT_MAX_BAGGAGE_BYTES = 4096
@@ -93,13 +97,14 @@ class _Rejections:
 
     interval = 60.0
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "dropped inbound baggage") -> None:
+        self.what = what
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {}
         self.last_warning = -1e18
         self.suppressed = 0
 
-    def add(self, reason: str, detail: str) -> None:
+    def add(self, reason: str, detail: str | Callable[[], str]) -> None:
         with self.lock:
             self.counts[reason] = self.counts.get(reason, 0) + 1
             now = time.monotonic()
@@ -108,11 +113,21 @@ class _Rejections:
                 return
             suppressed, self.suppressed = self.suppressed, 0
             self.last_warning = now
-        more = f" ({suppressed} more dropped since the last warning)" if suppressed else ""
-        logger.warning("ctxplane: dropped inbound baggage (%s): %s%s", reason, detail, more)
+        verb = self.what.split()[0]
+        more = f" ({suppressed} more {verb} since the last warning)" if suppressed else ""
+        if callable(detail):
+            detail = detail()
+        logger.warning("ctxplane: %s (%s): %s%s", self.what, reason, detail, more)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.counts.clear()
+            self.last_warning = -1e18
+            self.suppressed = 0
 
 
 _rejections = _Rejections()
+_trims = _Rejections("trimmed outbound baggage")
 
 
 def reject(reason: str, detail: str) -> None:
@@ -128,13 +143,36 @@ def rejections() -> dict[str, int]:
 
 def reset_rejections() -> None:
     """Zero the counters and the warning rate limit (for tests)."""
-    with _rejections.lock:
-        _rejections.counts.clear()
-        _rejections.last_warning = -1e18
-        _rejections.suppressed = 0
+    _rejections.reset()
 
 
-def _check_atoms(atoms: tuple[bytes, ...]) -> str | None:
+def trims() -> dict[str, int]:
+    """How many outbound baggages were trimmed to fit the cap, by reason (a copy)."""
+    with _trims.lock:
+        return dict(_trims.counts)
+
+
+def reset_trims() -> None:
+    """Zero the trim counters and their warning rate limit (for tests)."""
+    _trims.reset()
+
+
+def _trim_detail(baggage: Baggage, size: int, max_bytes: int) -> str:
+    """Which level-0 bags a trim to ``max_bytes`` cuts short or drops (for the warning)."""
+    atoms = baggage.atoms
+    kept = len(_atoms.trim(atoms, max_bytes)) - 1
+    heads = [i for i, a in enumerate(atoms) if a and header_level(a) == 0 and not a[0] & 0x04]
+    cut = [
+        decode_unsigned(atoms[i], 1)[0]
+        for k, i in enumerate(heads)
+        if (heads[k + 1] if k + 1 < len(heads) else len(atoms)) > kept
+    ]
+    return f"{size} bytes > {max_bytes}; bags cut short or dropped (level-0 indices): {cut}"
+
+
+def check_atoms(atoms: tuple[bytes, ...]) -> str | None:
+    """What makes well-framed atoms malformed (an unknown prefix, a truncated bag index), or
+    None: what inbound baggage is dropped for after framing."""
     for atom in atoms:
         if atom < b"\x01":  # a data atom (prefix 0x00) or the overflow marker
             continue
@@ -174,7 +212,7 @@ def decode_inbound(data: bytes, policy: InboundPolicy, carrier: str = "baggage")
     if len(atoms) > policy.max_atoms:
         reject("too many atoms", f"{carrier}: {len(atoms)} atoms > {policy.max_atoms}")
         return None
-    problem = _check_atoms(atoms)
+    problem = check_atoms(atoms)
     if problem is not None:
         reject("malformed", f"{carrier}: {problem}")
         return None
@@ -187,4 +225,8 @@ def encode_outbound(baggage: Baggage, max_bytes: int = DEFAULT_MAX_BAGGAGE_BYTES
     """Outbound bytes (trimmed with the overflow marker above ``max_bytes``); None if empty."""
     if not baggage:
         return None
+    data = baggage.to_bytes()  # cached on the value
+    if max_bytes <= 0 or len(data) <= max_bytes:
+        return data
+    _trims.add("over the cap", lambda: _trim_detail(baggage, len(data), max_bytes))
     return baggage.to_bytes(max_bytes)

@@ -50,7 +50,10 @@ from typing import Any
 from ..baggage import BYTES, INT32, STRING, Bag, Baggage, FrozenMap, Struct, field, map_of, member
 from ..baggage.lexvarint import encode_unsigned
 from ..baggage.protocol import header_prefix
+from .limits import DEFAULT_POLICY, InboundPolicy, reject
 from .w3c import (
+    MAX_BAGGAGE_BYTES,
+    MAX_BAGGAGE_MEMBERS,
     BaggageMember,
     TraceParent,
     TraceState,
@@ -58,6 +61,7 @@ from .w3c import (
     format_tracestate,
     new_traceparent,
     parse_baggage,
+    parse_baggage_capped,
     parse_tracestate,
 )
 
@@ -71,6 +75,8 @@ __all__ = [
     "ensure_trace",
     "inbound",
     "inbound_ids",
+    "inbound_members",
+    "inbound_tracestate",
     "remove_w3c_baggage",
     "request_wire",
     "response_delta",
@@ -307,6 +313,47 @@ def response_delta(final: Baggage, initial: Baggage) -> Baggage:
 
 
 # -- server side ----------------------------------------------------------------------------
+
+# The atoms of a TraceContextBag: its header, the trace field (header, struct), the members
+# field header; then each member is a key header and a value atom.
+_BAG_ATOMS = 4
+_MEMBER_ATOMS = 2
+
+
+def inbound_members(
+    values: Sequence[str], policy: InboundPolicy = DEFAULT_POLICY
+) -> tuple[BaggageMember, ...]:
+    """The W3C baggage members of inbound ``baggage`` header values, under the inbound caps.
+
+    The caps that bound the ctxplane header bound what the W3C header adds as well: whole
+    members are kept in order while the bag they make stays within ``policy.max_atoms`` atoms
+    and ``policy.max_bytes`` bytes, and within what W3C asks a hop to propagate (64 members,
+    8192 bytes); the rest is dropped, with the rate-limited warning and counter of
+    :mod:`ctxplane.wire.limits`. Parsing stops at the cap (bounded work)."""
+    room = max(0, (policy.max_atoms - _BAG_ATOMS) // _MEMBER_ATOMS)
+    max_members = min(MAX_BAGGAGE_MEMBERS, room)
+    max_bytes = min(MAX_BAGGAGE_BYTES, policy.max_bytes)
+    members, cut = parse_baggage_capped(values, max_members, max_bytes)
+    if cut:
+        reject(
+            "too large",
+            f"W3C baggage: kept {len(members)} members "
+            f"(caps: {max_members} members, {max_bytes} bytes)",
+        )
+    return members
+
+
+def inbound_tracestate(values: Sequence[str], policy: InboundPolicy = DEFAULT_POLICY) -> TraceState:
+    """The members of inbound ``tracestate`` header values; empty when they are not valid
+    (:func:`~ctxplane.wire.w3c.parse_tracestate`) or hold more than ``policy.max_bytes``
+    (dropped whole and counted, as the members are one value in the bag)."""
+    ts = parse_tracestate(values) or ()
+    size = sum(len(k) + len(v) + 2 for k, v in ts) - 1
+    if size > policy.max_bytes:
+        reject("too large", f"tracestate: {size} bytes > {policy.max_bytes}")
+        return ()
+    return ts
+
 
 
 def inbound(

@@ -14,10 +14,11 @@ text and check length caps before splitting, so hostile input costs bounded work
 
 ``tracestate``
     All fields are joined with ``,``; empty members and SP/HTAB around members are ignored. Keys
-    are ``[a-z0-9][a-z0-9_*/@-]{0,255}``; values are 0-256 printable ASCII characters other than
-    ``,`` and ``=`` that do not end in a space (leading spaces belong to the value). One invalid
-    member, or more than 32 members, drops the whole ``tracestate`` (the trace itself goes on).
-    Otherwise members are forwarded as received and in order, duplicates included.
+    are ``[a-z0-9][a-z0-9_*/@-]{0,255}``; values are 1-256 printable ASCII characters other than
+    ``,`` and ``=`` that do not end in a space (leading spaces belong to the value; an empty
+    value, ``foo=``, is invalid). One invalid member, or more than 32 members, drops the whole
+    ``tracestate`` (the trace itself goes on). Otherwise members are forwarded as received and
+    in order, duplicates included.
     :func:`with_entry` puts our entry on the left, keeping at most 32 members.
 
 ``baggage``
@@ -61,6 +62,7 @@ __all__ = [
     "inject",
     "new_traceparent",
     "parse_baggage",
+    "parse_baggage_capped",
     "parse_traceparent",
     "parse_tracestate",
     "with_entry",
@@ -102,7 +104,8 @@ _ZERO_TRACE_ID = "0" * 32
 _ZERO_PARENT_ID = "0" * 16
 
 _TS_KEY = r"[a-z0-9][a-z0-9_*/@-]{0,255}"
-_TS_VALUE = r"(?:[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e])?"
+# value = 0*255(chr) nblk-chr: at least one non-blank character (``foo=`` is invalid)
+_TS_VALUE = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
 _TS_KEY_RE = re.compile(_TS_KEY)
 _TS_VALUE_RE = re.compile(_TS_VALUE)
 _TS_MEMBER_RE = re.compile(f"({_TS_KEY})=({_TS_VALUE})")
@@ -320,10 +323,25 @@ def parse_baggage(values: Sequence[str]) -> tuple[BaggageMember, ...]:
     Input beyond an internal cap (twice the 8192-byte output limit) is cut back to the last
     whole member before the cap.
     """
-    text, truncated = _join_fields(values, _BAGGAGE_MAX_LEN)
-    if truncated:
+    return parse_baggage_capped(values)[0]
+
+
+def parse_baggage_capped(
+    values: Sequence[str], max_members: int | None = None, max_bytes: int | None = None
+) -> tuple[tuple[BaggageMember, ...], bool]:
+    """:func:`parse_baggage` keeping whole members, in order, while at most ``max_members``
+    and ``max_bytes`` of member text (each member as received, plus one comma between two)
+    are kept (None: no such limit); at most ``2 * max_bytes`` characters are read (default:
+    :func:`parse_baggage`'s cap). Returns the members and whether input was left out (a member
+    past a cap, or text past the read cap)."""
+    limit = _BAGGAGE_MAX_LEN if max_bytes is None else 2 * max_bytes
+    if max_bytes is None:
+        max_bytes = limit
+    text, cut = _join_fields(values, limit)
+    if cut:
         text = text[: max(text.rfind(","), 0)]
     members: list[BaggageMember] = []
+    size = -1  # no comma before the first member
     for raw in text.split(","):
         item = raw.strip(_OWS)
         if not item:
@@ -336,8 +354,11 @@ def parse_baggage(values: Sequence[str]) -> tuple[BaggageMember, ...]:
             props = ""
         elif not _valid_properties(props):
             continue
+        size += 1 + len(item)
+        if len(members) == max_members or size > max_bytes:
+            return tuple(members), True
         members.append(BaggageMember(key, _decode_value(value), props))
-    return tuple(members)
+    return tuple(members), cut
 
 
 def format_baggage(

@@ -1,0 +1,383 @@
+"""The recorder: events of the X-Trace DAG, a bounded buffer, a flush thread, the sinks.
+
+Recording one event (:func:`record`), in the application's thread: read the parents from the
+X-Trace bag of the active baggage, draw a random event id, set the bag's parent set to that
+id, append a small tuple to the buffer. Nothing else: the record dict of
+``docs/trace-format.md`` is built by the flush thread. The active baggage holds no X-Trace bag
+unless the trace is sampled, so code that is not traced stops at one membership test.
+
+The buffer holds at most ``capacity`` events; when it is full an event is not recorded at all
+(the baggage is left alone, so the DAG stays connected through the event before it) and
+:func:`dropped` counts it. A background thread (a plain ``_thread``, not a ``threading.Thread``:
+it is nobody's child) drains the buffer every ``interval`` seconds into the sinks; it is
+drained at exit (``atexit``, and multiprocessing's exit finalizers for forked workers, which
+leave through ``os._exit``). A forked child starts with an empty buffer and its own flush thread.
+"""
+
+from __future__ import annotations
+
+import _thread
+import atexit
+import contextvars
+import os
+import random
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from .._report import problem
+from ..baggage import Baggage
+from ..transit import context as _t
+from ..wire.tracecontext import TraceContextBag
+from . import xtrace as _x
+from .sinks import Sink
+
+__all__ = ["EU", "Recorder", "Resource", "dropped", "flush", "record", "recorder"]
+
+_rng = random.Random()
+_rand = _rng.getrandbits
+_now = time.time_ns
+_own_frame = _t.own_frame
+_current = _t.current
+_set_current = _t.set_current
+_HEADER = _x.HEADER
+_F1 = _x._F1
+_F2 = _x._F2
+_Baggage = Baggage
+_Frame = _t.Frame
+_set = _t._frame.set  # the transit ContextVar (the frame keeps the running execution)
+_replace = _x.replace
+_read = _x.read
+
+
+class Resource:
+    """What every record says about the process that recorded it."""
+
+    __slots__ = ("name", "namespace", "version")
+
+    def __init__(self, name: str, version: str = "", namespace: str = "") -> None:
+        self.name = name
+        self.version = version
+        self.namespace = namespace
+
+    def __repr__(self) -> str:
+        return f"Resource({self.name!r}, {self.version!r}, {self.namespace!r})"
+
+
+class EU:
+    """An execution unit as the recorder sees it: id, next sequence number, and the last
+    baggage it wrote (so that its next event needs no parse)."""
+
+    __slots__ = ("ex", "id", "kind", "last_b", "last_id", "last_seg", "name", "prefix", "seq",
+                 "task", "thread")
+
+    def __init__(self, ex: Any, kind: str, name: str) -> None:
+        self.ex = ex
+        self.id = _rand(64) or 1
+        self.seq = 0
+        self.kind = kind
+        self.name = name
+        self.thread = threading.current_thread().name
+        self.last_b: Baggage | None = None
+        self.last_id = 0
+        self.last_seg = (0, 0)
+        self.task = -1
+        self.prefix: tuple[bytes, ...] = ()
+
+
+_eu_var: contextvars.ContextVar[EU] = contextvars.ContextVar("ctxplane_trace_eu")
+_eu_get = _eu_var.get
+_span_var: contextvars.ContextVar[Any] = contextvars.ContextVar("ctxplane_trace_span")
+_span_get = _span_var.get
+
+
+def _kind_of(ex: Any) -> tuple[str, str]:
+    get_name = getattr(ex, "get_name", None)
+    if get_name is not None:
+        return "task", str(get_name())
+    th = threading.current_thread()
+    if th is threading.main_thread():
+        mp = sys.modules.get("multiprocessing")
+        child = mp is not None and mp.parent_process() is not None
+        return ("process" if child else "main"), th.name
+    return "thread", th.name
+
+
+def new_eu(ex: Any, kind: str = "", name: str = "") -> EU:
+    """Make a new execution unit current for ``ex`` (the running execution record)."""
+    if not kind:
+        kind, name = _kind_of(ex)
+    eu = EU(ex, kind, name)
+    _eu_var.set(eu)
+    return eu
+
+
+class Recorder:
+    """The process's buffer, flush thread and sinks (one instance: :data:`recorder`)."""
+
+    def __init__(self) -> None:
+        self.buf: deque[tuple[Any, ...]] = deque()
+        self.capacity = 65536
+        self.interval = 0.2
+        self.sinks: list[Sink] = []
+        self.resource = Resource("unknown_service:python")
+        self.dropped = 0
+        self.recorded = 0
+        self.traces: dict[int, str] = {}  # X-Trace task id -> W3C trace id
+        self.flush_ident = -1
+        self._lock = threading.Lock()  # one drain at a time
+        self._stop = threading.Event()
+        self._running = False
+        self._pid = os.getpid()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self, sinks: Sequence[Sink], resource: Resource, capacity: int = 65536,
+              interval: float = 0.2) -> None:
+        """Start exporting to ``sinks`` (replacing any previous ones: those are flushed and
+        shut down first)."""
+        self.stop()
+        self.sinks = list(sinks)
+        self.resource = resource
+        self.capacity = capacity
+        self.interval = interval
+        self._stop = threading.Event()
+        self._running = True
+        self._pid = os.getpid()
+        _thread.start_new_thread(self._loop, (self._stop,))
+        _register_mp_exit()
+
+    def stop(self) -> None:
+        """Flush what is buffered, stop the flush thread and shut the sinks down."""
+        if not self._running:
+            return
+        self._running = False
+        self._stop.set()
+        self.flush()
+        for sink in self.sinks:
+            try:
+                sink.shutdown()
+            except Exception:
+                problem("trace sink shutdown", "ctxplane.tracing")
+        self.sinks = []
+
+    def _loop(self, stop: threading.Event) -> None:
+        self.flush_ident = _thread.get_ident()
+        while not stop.wait(self.interval):
+            self.flush()
+
+    def after_fork_in_child(self) -> None:
+        """A forked child: forget the parent's buffer, locks and thread; start its own."""
+        self.buf.clear()
+        self._lock = threading.Lock()
+        self.dropped = 0
+        self.recorded = 0
+        if self._running and self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._stop = threading.Event()
+            _thread.start_new_thread(self._loop, (self._stop,))
+            _register_mp_exit()
+
+    # -- draining --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Export everything buffered now (from any thread; the flush thread calls it)."""
+        with self._lock:
+            buf = self.buf
+            n = len(buf)
+            if not n:
+                return
+            pop = buf.popleft
+            items = [pop() for _ in range(n)]
+            records = [self._record(item) for item in items]
+            for sink in self.sinks:
+                try:
+                    sink.export(records)
+                except Exception:
+                    problem(f"trace sink {type(sink).__name__}", "ctxplane.tracing",
+                            "these events are lost for it")
+
+    def _record(self, item: tuple[Any, ...]) -> dict[str, Any]:
+        eu, seq, typ, ts, task, eid, parents, label, attrs, in_span, extra = item
+        res = self.resource
+        trace = self.traces.get(task) or f"{0:016x}{task:016x}"
+        r: dict[str, Any] = {
+            "v": 1,
+            "trace": trace,
+            "task": f"{task:016x}",
+            "id": f"{eid:016x}",
+            "parents": sorted(f"{p:016x}" for p in parents),
+            "eu": f"{eu.id:016x}",
+            "seq": seq,
+            "type": typ,
+            "ts": ts,
+            "label": label,
+            "service": res.name,
+            "pid": self._pid,
+            "thread": eu.thread,
+            "eu_kind": eu.kind,
+        }
+        if eu.name:
+            r["eu_name"] = eu.name
+        if res.version:
+            r["version"] = res.version
+        if res.namespace:
+            r["namespace"] = res.namespace
+        if extra is not None:
+            r["span"] = f"{extra[0]:016x}"
+            if typ == "span-start":
+                if extra[1]:
+                    r["parent_span"] = f"{extra[1]:016x}"
+                r["span_kind"] = extra[2]
+            else:
+                r["status"] = extra[1]
+        if in_span:
+            r["in_span"] = f"{in_span:016x}"
+        if attrs:
+            r["attrs"] = {k: _json_value(v) for k, v in attrs.items()}
+        return r
+
+
+def _json_value(v: Any) -> Any:
+    if v is None or isinstance(v, (str, bool, int, float)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return [x if isinstance(x, (str, bool, int, float)) else str(x) for x in v]
+    return str(v)
+
+
+recorder = Recorder()
+"""The process's recorder."""
+
+
+def record(
+    typ: str,
+    label: str,
+    attrs: dict[str, Any] | None = None,
+    extra: tuple[Any, ...] | None = None,
+    in_span: int | None = None,
+) -> int:
+    """Record one event in the running execution if its baggage is traced (holds an X-Trace
+    bag); returns the event id, or 0 when nothing was recorded (not traced, or buffer full).
+
+    ``extra`` is ``(span id, parent span id or 0, span kind)`` on ``span-start`` and
+    ``(span id, status)`` on ``span-end``; ``in_span`` overrides the innermost open span."""
+    if _HEADER not in _current().atoms:
+        return 0
+    f = _own_frame()
+    b = f.baggage
+    ex = f.ex
+    eu = _eu_get(None)
+    if eu is None or eu.ex is not ex:
+        eu = new_eu(ex)
+    if eu.last_b is b:
+        task = eu.task
+        parents: tuple[int, ...] = (eu.last_id,)
+        start, end = eu.last_seg
+    else:
+        x = _read(b)
+        if x is None:
+            return 0
+        task, parents, (start, end) = x
+        if task != eu.task:
+            eu.task = task
+            eu.prefix = (_HEADER, _F1, _x.task_atom(task), _F2)
+        if task not in rec.traces:
+            _learn_trace(b, task)
+    buf = rec.buf
+    if len(buf) >= rec.capacity:
+        rec.dropped += 1
+        return 0
+    eid = _rand(64) or 1
+    if start >= 0:
+        atoms = b.atoms
+        nb = _Baggage(atoms[:start] + eu.prefix + (b"\x00" + eid.to_bytes(8, "big"),) + atoms[end:])
+        # the bag is now the 5 atoms written here: the next event needs no parse
+        eu.last_b = nb
+        eu.last_id = eid
+        eu.last_seg = (start, start + 5)
+    else:
+        nb = _replace(b, (start, end), task, eid)
+        eu.last_b = None
+    _set(_Frame(nb, ex))
+    seq = eu.seq
+    eu.seq = seq + 1
+    if in_span is None:
+        sp = _span_get(None)
+        in_span = sp.id if sp is not None else 0
+    buf.append((eu, seq, typ, _now(), task, eid, parents, label, attrs, in_span, extra))
+    return eid
+
+
+rec = recorder
+
+
+def _learn_trace(b: Baggage, task: int) -> None:
+    # the W3C trace id of a task this process has not seen yet (once per trace and process)
+    traces = rec.traces
+    if len(traces) >= 4096:
+        traces.clear()
+    tc = b.get(TraceContextBag)
+    tp = tc.traceparent if tc is not None else None
+    if tp is not None and _x.task_of_trace(tp.trace_id) == task:
+        traces[task] = tp.trace_id
+    else:
+        traces[task] = f"{0:016x}{task:016x}"
+
+
+def dropped() -> int:
+    """Events not recorded because the buffer was full (this process, since start/fork)."""
+    return rec.dropped
+
+
+def flush() -> None:
+    """Export every buffered event now."""
+    rec.flush()
+
+
+def on_join() -> None:
+    """Transit's join hook: after a join changed the active baggage, record a ``join`` event
+    when the joined X-Trace parent set has several members."""
+    b = _t.current()
+    if _HEADER not in b.atoms:
+        return
+    x = _read(b)
+    if x is not None and len(x[1]) > 1:
+        record("join", "join")
+
+
+# -- fork and exit ----------------------------------------------------------------------------
+
+_mp_anchor = threading.Event()  # any weak-referenceable object that lives forever
+_mp_registered = False
+
+
+def _mp_exit_finalizer(_: object = None) -> None:
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.Finalize(None, rec.stop, exitpriority=0)
+
+
+def _register_mp_exit() -> None:
+    # A process started by multiprocessing (fork) leaves through os._exit: atexit does not run,
+    # its exit finalizers do. Its bootstrap clears them and then runs the after-fork hooks, so
+    # the finalizer is registered from such a hook.
+    global _mp_registered
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _mp_registered:
+        return
+    _mp_registered = True
+    util.register_after_fork(_mp_anchor, _mp_exit_finalizer)
+
+
+def _after_fork_in_child() -> None:
+    _rng.seed()
+    rec.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(rec.stop)
