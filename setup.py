@@ -52,7 +52,7 @@ class OptionalBuildExt(build_ext):
     ``CTXPLANE_NO_EXTENSION=1`` skips the build on purpose."""
 
     def run(self) -> None:
-        if os.environ.get("CTXPLANE_NO_EXTENSION"):
+        if os.environ.get("CTXPLANE_NO_EXTENSION", "") not in ("", "0"):
             print("ctxplane: CTXPLANE_NO_EXTENSION set, not building _speedups", file=sys.stderr)
             return
         try:
