@@ -78,7 +78,14 @@ SPEEDUPS = Extension(
     "ctxplane._speedups",
     sources=sorted(glob.glob(os.path.join("src", "ctxplane", "_csrc", "*.c"))),
     depends=glob.glob(os.path.join("src", "ctxplane", "_csrc", "*.h")),
-    extra_compile_args=["-O2", "-std=c99"] if os.name != "nt" else [],
+    # CTXPLANE_DEBUG_BUILD=1: -O0 -g (benchmarks/memcheck_speedups.py --valgrind)
+    extra_compile_args=(
+        []
+        if os.name == "nt"
+        else ["-O0", "-g", "-std=c99"]
+        if os.environ.get("CTXPLANE_DEBUG_BUILD")
+        else ["-O2", "-std=c99"]
+    ),
     optional=True,
 )
 

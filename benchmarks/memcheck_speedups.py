@@ -111,7 +111,7 @@ def run(n: int) -> dict[str, int]:
 
 
 def _build_debug(dest: str) -> str:
-    env = {**os.environ, "CFLAGS": "-O0 -g", "CTXPLANE_NO_EXTENSION": ""}
+    env = {**os.environ, "CTXPLANE_DEBUG_BUILD": "1", "CTXPLANE_NO_EXTENSION": ""}
     subprocess.run(
         [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", dest,
          "--build-temp", os.path.join(dest, "tmp"), "--force"],
@@ -137,8 +137,13 @@ def valgrind(n: int) -> int:
         env = {**os.environ, "PYTHONMALLOC": "malloc"}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     print(proc.stdout.strip())
-    records = re.split(r"\n==\d+== \n", proc.stderr)
-    ours = [r for r in records if "_speedups" in r or "_csrc/" in r]
+    log = os.environ.get("MEMCHECK_LOG")
+    if log:
+        with open(log, "w") as f:
+            f.write(proc.stderr)
+    records = re.split(r"\n==\d+== ?\n", proc.stderr)
+    # frames of the extension: its sources (debug info) or its shared object
+    ours = [r for r in records if re.search(r"\((codec|task|module)\.c:\d+\)|_speedups\.", r)]
     errors = [r for r in ours if re.search(r"Invalid (read|write|free)|uninitialised", r)]
     lost = [r for r in ours if "definitely lost" in r]
     summary = re.search(r"ERROR SUMMARY: .*", proc.stderr)
