@@ -111,3 +111,18 @@ async def _noop() -> None:
 
 def _live(cls: type) -> int:
     return sum(1 for o in gc.get_objects() if type(o) is cls)
+
+
+def test_debug_source_traceback_ends_at_the_caller() -> None:
+    # in debug mode a task records where it was made; the patched create_task (Python or C)
+    # leaves no frame of its own there, as asyncio's own create_task does not
+    async def main() -> tuple[int, str]:
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        line = sys._getframe().f_lineno + 1
+        task = loop.create_task(_noop())
+        await task
+        last = task._source_traceback[-1]  # type: ignore[attr-defined]
+        return last.lineno - line, last.name
+
+    assert asyncio.run(main()) == (0, "main")
