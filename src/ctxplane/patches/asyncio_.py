@@ -22,6 +22,10 @@ be patched in place, and Python 3.11 gives no access to a task's context. ctxpla
   (replaced by an equivalent that also branches), which every callback goes through, so a
   task's own steps cost nothing extra; on uvloop the scheduling methods are wrapped.
 
+When ``ctxplane._speedups`` is in use, tasks are of its compiled twin of ``JoiningTask`` and
+``BaseEventLoop.create_task`` branches in C (``patches/_ctask.py``); ``JoiningTask`` stays the
+reference, and every join that is not the identity case goes through the same Python functions.
+
 The subclass costs a few percent per task on its own (the C task takes slower paths for
 subclasses) and the ``__await__`` generator a few more: measured in
 ``benchmarks/bench_transit.py``.
