@@ -5,6 +5,11 @@ two sorted 20-atom lists: the cheapest way Python offers to "merge" two atom lis
 right next to every variant so that the ratio is robust to machine noise. Variants and the
 floor are interleaved (the order rotates every round) and each figure is the median over
 rounds of a ``timeit`` run sized to take about 20 ms.
+
+A second table compares the pure-Python codec (the reference, ``atoms.PURE``) with the compiled
+one (``ctxplane._speedups``) on the same inputs, interleaved the same way: the atom merge, the
+serialize + parse of the XTrace bag's atoms, and the whole typed round trip (the module's
+functions swapped in turn).
 """
 
 from __future__ import annotations
@@ -112,6 +117,60 @@ def main() -> None:
         t = statistics.median(times[name]) * 1e6
         f = statistics.median(floors[name]) * 1e6
         print(f"{name:<66} {t:>9.3f} {f:>9.3f} {t / f:>8.2f}")
+    _pure_vs_compiled(a, b, Baggage.of(bag_a).atoms, serialize_parse)
+
+
+def _pure_vs_compiled(
+    a: list[bytes], b: list[bytes], x_atoms: tuple[bytes, ...], round_trip: Callable[[], object]
+) -> None:
+    from ctxplane import _native
+
+    c = _native.compiled()
+    if c is None:
+        print("\n(ctxplane._speedups is not built: no pure vs compiled comparison)")
+        return
+    pure = atoms.PURE
+
+    def swapped(impl: dict[str, Callable[..., object]]) -> Callable[[], object]:
+        def run() -> object:
+            saved = {k: getattr(atoms, k) for k in impl}
+            for k, fn in impl.items():
+                setattr(atoms, k, fn)
+            try:
+                return round_trip()
+            finally:
+                for k, fn in saved.items():
+                    setattr(atoms, k, fn)
+
+        return run
+
+    compiled = {k: getattr(c, k) for k in pure}
+    cases: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
+        ("merge of two sorted 20-atom lists",
+         lambda: pure["merge"](a, b), lambda: c.merge(a, b)),
+        ("XTrace 10 parents: serialize + parse of its atoms",
+         lambda: pure["deserialize"](pure["serialize"](x_atoms)),
+         lambda: c.deserialize(c.serialize(x_atoms))),
+        ("XTrace 10 parents: typed round trip (as above)",
+         swapped(pure), swapped(compiled)),
+    ]  # fmt: skip
+    for _, p, q in cases:
+        assert p() == q()
+    runs = {(name, k): fn for name, p, q in cases for k, fn in (("pure", p), ("c", q))}
+    numbers = {key: _number_for(fn) for key, fn in runs.items()}
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
+    keys = list(runs)
+    for r in range(ROUNDS):
+        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+            times[key].append(timeit.Timer(runs[key]).timeit(numbers[key]) / numbers[key])
+    print("\npure Python (the reference) vs compiled (ctxplane._speedups), same run\n")
+    header = f"{'benchmark':<66} {'pure us':>9} {'C us':>9} {'speed-up':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, _, _ in cases:
+        p_us = statistics.median(times[(name, "pure")]) * 1e6
+        c_us = statistics.median(times[(name, "c")]) * 1e6
+        print(f"{name:<66} {p_us:>9.3f} {c_us:>9.3f} {p_us / c_us:>7.1f}x")
 
 
 if __name__ == "__main__":

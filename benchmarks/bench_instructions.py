@@ -8,7 +8,10 @@ instruction for the same binary and inputs. For each case this runs a child inte
 * ``bare``     - no ctxplane patch;
 * ``floor``    - tasks of a Python ``asyncio.Task`` subclass with a do-nothing ``__await__``
   hook, no ctxplane code (the least any await hook costs);
-* ``ctxplane`` - ctxplane's asyncio patch, with an (empty) active baggage.
+* ``pure``     - ctxplane's asyncio patch with its pure-Python task type (``JoiningTask``);
+* ``compiled`` - the same with the compiled task type of ``ctxplane._speedups``;
+
+each ctxplane variant with an empty active baggage and with a 5-field one (``+5``).
 
 Cases: ``create_task`` + ``await``, ``gather`` of 100 (per child), ``TaskGroup`` of 100 (per
 child). Needs ``valgrind`` on PATH (Debian: ``apt-get install valgrind``).
@@ -21,14 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import asyncio.base_events
-import os
 import re
 import shutil
 import subprocess
 import sys
 
 CASES = ("create_task+await", "gather(100) per child", "TaskGroup(100) per child")
-VARIANTS = ("bare", "floor", "ctxplane")
+VARIANTS = ("bare", "floor", "pure", "compiled", "pure+5", "compiled+5")
 
 
 async def _noop() -> None:
@@ -36,10 +38,12 @@ async def _noop() -> None:
 
 
 def _install(variant: str) -> None:
-    if variant == "ctxplane":
+    if variant.startswith(("pure", "compiled")):
         from ctxplane.patches import asyncio_
 
-        asyncio_.patch()
+        asyncio_.patch(compiled=variant.startswith("compiled"))
+        if variant.startswith("compiled") and asyncio_._task_type is asyncio_.JoiningTask:
+            raise RuntimeError("ctxplane._speedups is not built or is disabled")
     elif variant == "floor":
         from bench_transit import _HookTask, make_floor_create_task
 
@@ -66,14 +70,20 @@ def child(case: str, variant: str, n: int) -> None:
     from ctxplane.transit import context
 
     _install(variant)
-    with context.use(Baggage.empty()):
+    if variant.endswith("+5"):
+        from bench_transit import FIVE
+
+        baggage = FIVE
+    else:
+        baggage = Baggage.empty()
+    with context.use(baggage):
         asyncio.run(_run(case, n))
 
 
 def _count(case: str, variant: str, n: int) -> int:
     cmd = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-        os.path.realpath(sys.executable), __file__, "--child", case, variant, str(n),
+        sys.executable, __file__, "--child", case, variant, str(n),
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, check=True)
     m = re.search(r"refs:\s*([\d,]+)", out.stderr)
@@ -94,14 +104,12 @@ def main() -> None:
         sys.exit("valgrind is not on PATH (apt-get install valgrind)")
     n = args.n
     print(f"instructions per operation (callgrind, ({11 * n} ops - {n} ops) / {10 * n})")
-    print(f"{'case':26} {'bare':>8} {'floor':>8} {'x':>6} {'ctxplane':>9} {'x':>6}")
+    print(f"{'case':26} {'bare':>7}" + "".join(f" {v:>17}" for v in VARIANTS[1:]))
     for case in CASES:
         per = {v: (_count(case, v, 11 * n) - _count(case, v, n)) / (10 * n) for v in VARIANTS}
         bare = per["bare"]
-        print(
-            f"{case:26} {bare:8.0f} {per['floor']:8.0f} {per['floor'] / bare:5.2f}x "
-            f"{per['ctxplane']:9.0f} {per['ctxplane'] / bare:5.2f}x"
-        )
+        cells = "".join(f" {per[v]:10.0f} {per[v] / bare:5.2f}x" for v in VARIANTS[1:])
+        print(f"{case:26} {bare:7.0f}{cells}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Cost of automatic branch/join: ratios instrumented / bare, measured in one run.
 
 Each case runs bare (ctxplane unpatched) and instrumented (asyncio, threading and futures
-patched), with empty baggage and with a 5-field baggage active. Variants are interleaved over
+patched), with empty baggage and with a 5-field baggage active, once with the pure-Python task
+type (``JoiningTask``, the reference) and once with the compiled one (``ctxplane._speedups``,
+when built). Variants are interleaved over
 several rounds; the table shows median microseconds per operation and the ratio to bare.
 
 It also measures two floors for create_task + await, no ctxplane code involved: tasks of a
@@ -163,7 +165,10 @@ def main() -> None:
         "executor submit+result": lambda n: case_executor(n, pool),
         "Thread start+join": case_thread,
     }
-    variants = ("bare", "empty", "5-field")
+    from ctxplane import _native
+
+    kinds = ("pure", "compiled") if _native.speedups is not None else ("pure",)
+    variants = ("bare", *(f"{k} {b}" for k in kinds for b in ("empty", "5-field")))
     results: dict[tuple[str, str], list[float]] = {}
     floors = {"Task subclass": _SubTask, "subclass + __await__ hook": _HookTask}
     for _ in range(args.rounds):
@@ -176,29 +181,29 @@ def main() -> None:
             results.setdefault(("floor", label), []).append(case_floor(args.n, cls))
         for name, fn in cases.items():
             for variant in variants:
-                if variant == "bare":
+                for p in PATCHES:
+                    p.unpatch()
+                if variant != "bare":
                     for p in PATCHES:
-                        p.unpatch()
-                else:
-                    for p in PATCHES:
-                        p.patch()
-                baggage = FIVE if variant == "5-field" else Baggage.empty()
+                        if p is asyncio_:
+                            asyncio_.patch(compiled=variant.startswith("compiled"))
+                        else:
+                            p.patch()
+                baggage = FIVE if variant.endswith("5-field") else Baggage.empty()
                 gc.collect()
                 with context.use(baggage):
                     results.setdefault((name, variant), []).append(fn(args.n))
     for p in PATCHES:
         p.unpatch()
     pool.shutdown()
-    head = f"{'case':26} {'bare µs':>9} {'empty µs':>9} {'ratio':>6}"
-    print(head + f" {'5-field µs':>10} {'ratio':>6}")
+    print(f"{'case':24} {'bare µs':>8}" + "".join(f" {v:>18}" for v in variants[1:]))
     for name in cases:
         bare = statistics.median(results[(name, "bare")]) * 1e6
-        empty = statistics.median(results[(name, "empty")]) * 1e6
-        five = statistics.median(results[(name, "5-field")]) * 1e6
-        print(
-            f"{name:26} {bare:9.2f} {empty:9.2f} {empty / bare:6.2f}x {five:10.2f} "
-            f"{five / bare:6.2f}x"
-        )
+        cells = ""
+        for v in variants[1:]:
+            us = statistics.median(results[(name, v)]) * 1e6
+            cells += f" {us:9.2f} {us / bare:6.2f}x "
+        print(f"{name:24} {bare:8.2f}{cells}")
     bare = statistics.median(results[("floor", "bare")]) * 1e6
     print(f"\nfloors for create_task+await (no ctxplane code; bare {bare:.2f} µs):")
     for label in floors:

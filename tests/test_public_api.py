@@ -18,7 +18,7 @@ PUBLIC = {
     "SFIXED32", "SFIXED64", "SINT32", "SINT64", "STRING", "TAINT",
     "Bag", "Baggage", "BaggageError", "Counter", "FrozenMap", "Struct",
     "__version__", "bdl", "branch", "current", "deserialize", "event", "field", "is_active",
-    "join", "map_of", "member", "serialize", "set_of", "span", "use",
+    "join", "map_of", "member", "serialize", "set_of", "span", "speedups_active", "use",
 }  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._activation import is_active
+    from ._native import speedups_active
     from .baggage import (
         BOOL,
         BYTES,
@@ -79,6 +80,7 @@ _LAZY = {
     "serialize": "ctxplane.transit",
     "use": "ctxplane.transit",
     "is_active": "ctxplane._activation",
+    "speedups_active": "ctxplane._native",
     "event": "ctxplane.tracing.api",
     "span": "ctxplane.tracing.api",
 }
@@ -138,5 +140,6 @@ __all__ = [
     "serialize",
     "set_of",
     "span",
+    "speedups_active",
     "use",
 ]

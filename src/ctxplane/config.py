@@ -61,6 +61,12 @@ Variable                        Default                   Meaning
 ``CTXPLANE_ACTIVE``             empty                     Internal: set by activation to the pid of
                                                           the process that activated, so child
                                                           processes can tell. Do not set it by hand.
+``CTXPLANE_PURE_PYTHON``        unset                     ``1``: run the pure-Python modules even
+                                                          when the compiled ``ctxplane._speedups``
+                                                          is built (read once, by
+                                                          ``ctxplane._native``).
+``CTXPLANE_NO_EXTENSION``       unset                     At build time (``pip install``): do not
+                                                          build ``ctxplane._speedups``.
 ``CTXPLANE_WARNED``             empty                     Internal: set by activation to the config
                                                           problems already reported in this run, so
                                                           child processes do not repeat them.
@@ -134,6 +140,9 @@ KNOWN_VARS: Final = frozenset(
         "CTXPLANE_SERVICE_NAMESPACE",
         "CTXPLANE_ACTIVE",
         "CTXPLANE_WARNED",
+        # read by ctxplane._native (which implementation runs) and setup.py (skip the build)
+        "CTXPLANE_PURE_PYTHON",
+        "CTXPLANE_NO_EXTENSION",
     }
 )
 

@@ -411,3 +411,28 @@ def tp() -> types.SimpleNamespace:
 def bb() -> types.SimpleNamespace:
     """The compiled .bb classes, registered at the vectors' indices."""
     return compiled()
+
+
+# -- the two implementations of the codec (pure Python, the reference; the compiled twin) ----
+
+IMPLEMENTATIONS = ("pure", "compiled")
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def codec_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test against one implementation of the atom codec and the lexvarints: the
+    functions of ``atoms`` / ``lexvarint`` and the test module's own imports of them are
+    swapped for the pure-Python ones or the compiled ones (skipped when not built)."""
+    from ctxplane import _native
+    from ctxplane.baggage import atoms, lexvarint
+
+    native = _native.compiled()
+    if request.param == "compiled" and native is None:
+        pytest.skip("ctxplane._speedups is not built")
+    for mod in (atoms, lexvarint):
+        for name, pure in mod.PURE.items():
+            fn = pure if request.param == "pure" else getattr(native, name)
+            monkeypatch.setattr(mod, name, fn)
+            if name in vars(request.module):
+                monkeypatch.setattr(request.module, name, fn)
+    return str(request.param)

@@ -19,6 +19,9 @@ from ctxplane.baggage.atoms import (
     trim,
 )
 
+# every test runs against the pure-Python codec and its compiled twin
+pytestmark = pytest.mark.usefixtures("codec_impl")
+
 
 def _through_first_marker(atom_list):
     atom_list = tuple(atom_list)

@@ -18,6 +18,9 @@ from ctxplane.baggage.lexvarint import (
     encode_unsigned_reverse,
 )
 
+# every test runs against the pure-Python codec and its compiled twin
+pytestmark = pytest.mark.usefixtures("codec_impl")
+
 
 def _u32(v: int) -> int:
     return v & 0xFFFFFFFF
@@ -28,14 +31,15 @@ def _s32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
 
-# The reference's 32-bit decoders decode 64 bits and then truncate.
+# The reference's 32-bit decoders decode 64 bits and then truncate. (Names are looked up at
+# call time: the codec_impl fixture swaps them.)
 DECODERS: dict[str, Callable[[bytes], tuple[int, int]]] = {
     "uint32": lambda d: (lambda r: (_u32(r[0]), r[1]))(decode_unsigned(d)),
-    "uint64": decode_unsigned,
+    "uint64": lambda d: decode_unsigned(d),
     "sint32": lambda d: (lambda r: (_s32(r[0]), r[1]))(decode_signed(d)),
-    "sint64": decode_signed,
-    "reverse_uint64": decode_unsigned_reverse,
-    "reverse_sint64": decode_signed_reverse,
+    "sint64": lambda d: decode_signed(d),
+    "reverse_uint64": lambda d: decode_unsigned_reverse(d),
+    "reverse_sint64": lambda d: decode_signed_reverse(d),
 }
 
 

@@ -36,12 +36,20 @@ def fresh_baggage() -> Iterator[None]:
     context._frame.reset(token)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def patched() -> Iterator[None]:
+@pytest.fixture(scope="session", autouse=True, params=["compiled", "pure"])
+def patched(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The patches, installed once per task type: every transit test runs with the compiled
+    task type (when built) and with JoiningTask, the pure-Python reference."""
+    from ctxplane import _native
     from ctxplane.patches import asyncio_, futures, multiprocessing_, threading_
 
-    for p in (asyncio_, threading_, futures, multiprocessing_):
+    if request.param == "compiled" and _native.speedups is None:
+        pytest.skip("ctxplane._speedups is not built or is disabled")
+    for p in (threading_, futures, multiprocessing_):
         p.patch()
+    asyncio_.unpatch()
+    asyncio_.patch(compiled=request.param == "compiled")
+    assert (asyncio_._task_type is asyncio_.JoiningTask) == (request.param == "pure")
     yield
     for p in (asyncio_, threading_, futures, multiprocessing_):
         p.unpatch()

@@ -11,6 +11,9 @@ up here, so each function has a fast path for the common shapes (empty, identica
   allocated beyond the input's size.
 * :func:`merge` is the lexicographic merge (unsigned byte order, a proper prefix sorts first):
   the two-way rule for two inputs, the N-way rule for more.
+* ``ctxplane._speedups`` (when built and not disabled, see :mod:`ctxplane._native`) replaces
+  :func:`merge`, :func:`serialize` and :func:`deserialize` with C twins; :data:`PURE` keeps
+  the Python functions, the reference the C code falls back to for shapes it does not handle.
 * :func:`trim` keeps the longest prefix that fits ``limit - 1`` bytes and appends
   :data:`OVERFLOW_MARKER`, the empty atom, which sorts before every other atom and so keeps its
   place through later merges.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Sequence
 
+from .._native import speedups as _c
 from .errors import BaggageError
 
 __all__ = [
@@ -270,3 +274,12 @@ def trim(atoms: Sequence[bytes], limit: int) -> tuple[bytes, ...]:
         if used > budget:
             return (*atoms[:i], OVERFLOW_MARKER)
     raise AssertionError("unreachable: the atoms did not fit")  # pragma: no cover
+
+
+PURE = {"merge": merge, "serialize": serialize, "deserialize": deserialize}
+"""The pure-Python functions that the compiled module may replace (the reference)."""
+
+if _c is not None:
+    merge = _c.merge
+    serialize = _c.serialize
+    deserialize = _c.deserialize

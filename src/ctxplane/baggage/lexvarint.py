@@ -14,10 +14,14 @@ Byte order equals numeric order, so a merge of atoms that sorts bytes also sorts
 Decoders accept non-canonical encodings and ignore trailing bytes, as the reference does; they
 return ``(value, consumed)`` and raise :class:`~ctxplane.baggage.errors.BaggageError` when the
 input ends early. 32-bit callers decode 64 bits and truncate.
+
+When ``ctxplane._speedups`` is in use, the eight functions are its C twins; :data:`PURE`
+keeps these (the reference).
 """
 
 from __future__ import annotations
 
+from .._native import speedups as _c
 from .errors import BaggageError
 
 __all__ = [
@@ -152,3 +156,10 @@ def decode_signed_reverse(data: bytes, offset: int = 0) -> tuple[int, int]:
     """Decode the reverse signed form; return ``(value, consumed)``."""
     value, consumed = decode_signed(data, offset)
     return -(value + 1), consumed
+
+
+PURE = {name: globals()[name] for name in __all__}
+"""The pure-Python functions (the reference the C twins are tested against)."""
+
+if _c is not None:
+    globals().update({name: getattr(_c, name) for name in __all__})

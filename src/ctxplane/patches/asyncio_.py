@@ -25,6 +25,10 @@ be patched in place, and Python 3.11 gives no access to a task's context. ctxpla
   equivalent that also branches), which every callback goes through, so a task's own steps
   cost nothing extra; on uvloop the scheduling methods are wrapped.
 
+When ``ctxplane._speedups`` is in use, tasks are of its compiled twin of ``JoiningTask`` and
+``BaseEventLoop.create_task`` branches in C (``patches/_ctask.py``); ``JoiningTask`` stays the
+reference, and every join that is not the identity case goes through the same Python functions.
+
 The subclass costs a few percent per task on its own (the C task takes slower paths for
 subclasses) and the ``__await__`` generator a few more: measured in
 ``benchmarks/bench_transit.py``.
@@ -49,12 +53,14 @@ import functools
 import inspect
 import logging
 import sys
+import threading
 import types
 import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
 from ..transit import context as _t
+from . import _ctask
 from ._util import context_run_target, problem
 
 __all__ = ["JoiningTask", "is_patched", "patch", "unpatch"]
@@ -65,6 +71,8 @@ _task_await = _Task.__await__
 _task_result = _Task.result
 _task_exception = _Task.exception
 _get_running_loop = asyncio.events._get_running_loop
+_get_ident = threading.get_ident
+_BaseEventLoop: Any = asyncio.base_events.BaseEventLoop  # (Any: isinstance must not narrow)
 # the running task of a loop: the dict ``asyncio.current_task`` reads (a Python function on 3.11)
 _current_task: Callable[[Any], Any]
 if isinstance(getattr(asyncio.tasks, "_current_tasks", None), dict):
@@ -88,10 +96,20 @@ def _observing() -> bool:
     return loop is None or _current_task(loop) is not None
 
 
+def _observes(loop: Any) -> bool:
+    """:func:`_observing` for code that reads a result of a task of ``loop``, without the
+    ``getpid`` system call that ``_get_running_loop`` makes: when ``loop`` is one of asyncio's
+    own and runs in this thread, the code observes unless no task of it is running (a
+    callback). Elsewhere (uvloop, other threads, no loop) the general test."""
+    if isinstance(loop, _BaseEventLoop) and loop._thread_id == _get_ident():
+        return _current_task(loop) is not None
+    return _observing()
+
+
 def _join_child(fut: Any) -> None:
     """Join a finished child (task or future) into the current context, if it is ours and
     the running code observes."""
-    if type(fut) is JoiningTask:
+    if type(fut) is _task_type:
         if _observing():
             fut._join()
         return
@@ -117,6 +135,12 @@ def _join_child(fut: Any) -> None:
 def _join_all(children: Any) -> None:
     """Join finished children observed together (gather, TaskGroup exit): ours in one batch
     (one merge, one fold), the others one by one. The caller is the observer (an await)."""
+    if _task_type is not JoiningTask:  # the compiled task type: its batch join
+        try:
+            _ctask.join_tasks(children)
+        except Exception:
+            problem("asyncio batch join")
+        return
     ours: list[tuple[Any, Any, Any]] = []
     for child in children:
         if type(child) is JoiningTask:
@@ -177,18 +201,34 @@ class JoiningTask(asyncio.Task[Any]):
         try:
             return _task_result(self)
         finally:
-            # _observing(), inlined: gather and TaskGroup call this from callbacks per child
-            loop = _get_running_loop()
-            if (loop is None or _current_task(loop) is not None) and self.done():
-                self._join()
+            # _observes(self._loop), inlined: gather and TaskGroup call this from callbacks
+            # per child
+            if self.done():
+                loop: Any = self._loop
+                if (
+                    _current_task(loop) is not None
+                    if isinstance(loop, _BaseEventLoop) and loop._thread_id == _get_ident()
+                    else _observing()
+                ):
+                    self._join()
 
     def exception(self) -> BaseException | None:
         try:
             return _task_exception(self)
         finally:
-            loop = _get_running_loop()
-            if (loop is None or _current_task(loop) is not None) and self.done():
-                self._join()
+            if self.done():
+                loop: Any = self._loop
+                if (
+                    _current_task(loop) is not None
+                    if isinstance(loop, _BaseEventLoop) and loop._thread_id == _get_ident()
+                    else _observing()
+                ):
+                    self._join()
+
+
+# The type create_task makes: JoiningTask, or its compiled twin (patches/_ctask.py) when
+# ctxplane._speedups is in use; chosen by patch().
+_task_type: Any = JoiningTask
 
 
 class JoiningFuture(asyncio.Future[Any]):
@@ -260,12 +300,15 @@ def _follow(src: asyncio.Future[Any], dst: JoiningFuture) -> JoiningFuture:
 # -- originals and wrappers -----------------------------------------------------------------
 
 _originals: dict[tuple[Any, str], Any] = {}
+_ABSENT = object()  # a name the owner did not have (unpatch deletes it)
 
 
 def _save(owner: Any, name: str) -> Any:
     key = (owner, name)
     if key not in _originals:
-        _originals[key] = owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)
+        _originals[key] = owner.__dict__.get(name, _ABSENT)
+        if _originals[key] is _ABSENT and hasattr(owner, name):
+            _originals[key] = getattr(owner, name)
     return _originals[key]
 
 
@@ -325,7 +368,7 @@ def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callab
             except Exception:
                 problem("asyncio branch")
                 return original(self, coro, name=name, context=context)
-            task = JoiningTask(coro, loop=self, name=name, context=context)
+            task = _task_type(coro, loop=self, name=name, context=context)
             task._cp_ctx = context
             parent = f.ex
             if given:
@@ -339,7 +382,7 @@ def _make_create_task(original: Callable[..., Any], base_events: bool) -> Callab
             task.creator = parent
             task.claimed = False
             parent.pending += 1  # type: ignore[union-attr]
-            tb = task._source_traceback  # type: ignore[attr-defined]
+            tb = task._source_traceback
             if base_events and tb:
                 del tb[-1]
             return task
@@ -559,10 +602,11 @@ def _make_taskgroup_create_task(original: Callable[..., Any]) -> Callable[..., A
             task = original(self, coro, name=name)
         else:
             task = original(self, coro, name=name, context=context)
-        d = self.__dict__
-        tasks = d.get("_ctxplane_tasks")
+        # (never through self.__dict__: on 3.11 that makes the group's attributes a real dict,
+        # which slows every attribute access of the group; the class default is None)
+        tasks = self._ctxplane_tasks
         if tasks is None:
-            d["_ctxplane_tasks"] = [task]
+            self._ctxplane_tasks = [task]
         else:
             tasks.append(task)
         return task
@@ -576,7 +620,10 @@ async def _taskgroup_aexit(self: Any, et: Any, exc: Any, tb: Any) -> Any:
     try:
         return await original(self, et, exc, tb)
     finally:
-        _join_all([t for t in self.__dict__.pop("_ctxplane_tasks", ()) if t.done()])
+        tasks = self._ctxplane_tasks
+        if tasks:
+            self._ctxplane_tasks = None
+            _join_all([t for t in tasks if t.done()])
 
 
 # -- patch / unpatch ------------------------------------------------------------------------
@@ -590,7 +637,10 @@ def _set(owner: Any, name: str, value: Any) -> None:
 
 
 def _patch_loop_class(cls: Any, base_events: bool) -> None:
-    _set(cls, "create_task", _make_create_task(_save(cls, "create_task"), base_events))
+    create_task = _make_create_task(_save(cls, "create_task"), base_events)
+    if base_events and _task_type is not JoiningTask:  # the branch in C, this one behind it
+        create_task = _ctask.create_task_method(create_task)
+    _set(cls, "create_task", create_task)
     if base_events and _handle_init_replaceable():
         _set(asyncio.events.Handle, "__init__", _handle_init)
         return
@@ -599,20 +649,28 @@ def _patch_loop_class(cls: Any, base_events: bool) -> None:
             _set(cls, name, _make_call(_save(cls, name)))
 
 
-def patch() -> None:
-    """Install the asyncio branch/join points (idempotent)."""
-    global _patched
+def patch(compiled: bool | None = None) -> None:
+    """Install the asyncio branch/join points (idempotent). Tasks are of the compiled task
+    type when ``ctxplane._speedups`` is in use (``compiled=False``: :class:`JoiningTask`, the
+    pure-Python reference, even then)."""
+    global _patched, _task_type
     if _patched:
         return
+    _task_type = JoiningTask
+    if compiled is not False:
+        _task_type = _ctask.task_type(_join_child) or JoiningTask
     be = asyncio.base_events.BaseEventLoop
     _patch_loop_class(be, True)
     _set(be, "run_in_executor", _make_run_in_executor(_save(be, "run_in_executor")))
+    if _task_type is not JoiningTask:
+        _set(be, "run_forever", _ctask.run_forever_method(_save(be, "run_forever")))
     gathering: Any = getattr(asyncio.tasks, "_GatheringFuture")  # noqa: B009 (private, typed)
     _set(gathering, "__await__", _gathering_await)
     _set(gathering, "__iter__", _gathering_await)
     _set(gathering, "result", _gathering_result)
     tg = asyncio.taskgroups.TaskGroup
     _set(tg, "create_task", _make_taskgroup_create_task(_save(tg, "create_task")))
+    _set(tg, "_ctxplane_tasks", None)  # the children a group created, set on its first
     _set(asyncio.taskgroups.TaskGroup, "__aexit__", _taskgroup_aexit)
     _retarget(asyncio.tasks.shield, _shield_trampoline, "_ctxplane_shield", _shield)
     _retarget(
@@ -624,7 +682,7 @@ def patch() -> None:
     uvloop = sys.modules.get("uvloop")
     if uvloop is not None:
         patch_uvloop(uvloop)
-    _t.set_task_source(_get_running_loop, _current_task, JoiningTask)
+    _t.set_task_source(_get_running_loop, _current_task, _task_type)
     _t.set_observing(_observing)
     _patched = True
 
@@ -641,7 +699,10 @@ def unpatch() -> None:
     """Restore everything :func:`patch` replaced (idempotent)."""
     global _patched
     for (owner, name), original in list(_originals.items()):
-        setattr(owner, name, original)
+        if original is _ABSENT:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, original)
     _originals.clear()
     _restore_retargeted()
     if _patched:

@@ -1,0 +1,197 @@
+"""Memory checks of the compiled accelerator (``ctxplane._speedups``).
+
+Two modes:
+
+* default: in this interpreter, ``--tasks`` tasks (1,000,000 by default) made and observed by
+  create_task+await, gather and TaskGroup - half of them changing their baggage, so both the C
+  join and the Python join run - then the task type's refcount, the live tasks of that type
+  and the resident memory are compared with their values after a warm-up. A leak of one
+  reference per task shows as a million.
+* ``--valgrind``: builds a debug variant of the extension (``-O0 -g``) into a temporary
+  directory and runs a smaller workload (tasks and the atom codec, on good and malformed
+  input) under ``valgrind --tool=memcheck`` with ``PYTHONMALLOC=malloc``; reports the
+  invalid reads/writes, uses of uninitialised values and definitely lost blocks whose stack
+  passes through the extension (CPython's own start-up allocations are not ours).
+
+    python benchmarks/memcheck_speedups.py [--tasks 1000000]
+    python benchmarks/memcheck_speedups.py --valgrind [--tasks 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+async def _child(i: int) -> int:
+    if i % 2:
+        from ctxplane.transit import context
+
+        context.set_current(_FIVE)  # a changed frame: the join goes through Python
+    return i
+
+
+_FIVE: Any = None
+
+
+async def _workload(n: int) -> None:
+    per = max(1, n // 3)
+    for i in range(per):
+        await asyncio.create_task(_child(i))
+    for _ in range(per // 100):
+        await asyncio.gather(*(_child(i) for i in range(100)))
+    for _ in range(per // 100):
+        async with asyncio.TaskGroup() as tg:
+            for i in range(100):
+                tg.create_task(_child(i))
+
+
+def _codec_workload(rounds: int) -> None:
+    from ctxplane.baggage import atoms, lexvarint
+
+    a = tuple(bytes([i, i]) for i in range(0, 40, 2))
+    b = tuple(bytes([i, i]) for i in range(1, 41, 2))
+    for _ in range(rounds):
+        data = atoms.serialize(atoms.merge(a, b))
+        atoms.deserialize(data)
+        atoms.merge(a, b, a[:5], b[3:], (b"\xff",), (), a, b, a, b)
+        for bad in (b"\x80", b"\x05ab", b"\xff\xff\xff\xff\xff\xff", b"\x01\x01\xff"):
+            atoms.deserialize(bad)
+            with contextlib.suppress(ValueError):
+                atoms.deserialize(bad, strict=True)
+        for v in (0, 300, 2**40, 2**64 - 1):
+            lexvarint.decode_unsigned(lexvarint.encode_unsigned(v))
+            lexvarint.decode_signed_reverse(lexvarint.encode_signed_reverse(-v // 3))
+        with contextlib.suppress(ValueError):
+            lexvarint.decode_signed(b"\xff")
+
+
+def run(n: int) -> dict[str, int]:
+    """The workload in this interpreter; returns the figures before and after."""
+    global _FIVE
+    from bench_transit import FIVE
+    from ctxplane import Baggage, speedups_active
+    from ctxplane.patches import asyncio_
+    from ctxplane.transit import context
+
+    _FIVE = FIVE
+    asyncio_.patch()
+    out: dict[str, int] = {"compiled": int(speedups_active())}
+
+    async def main() -> None:
+        await _workload(3000)  # warm-up
+        cls = type(asyncio.current_task())
+        gc.collect()
+        out["type_refs_before"] = sys.getrefcount(cls)
+        out["live_before"] = sum(1 for o in gc.get_objects() if type(o) is cls)
+        out["rss_kb_before"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        await _workload(n)
+        gc.collect()
+        out["type_refs_after"] = sys.getrefcount(cls)
+        out["live_after"] = sum(1 for o in gc.get_objects() if type(o) is cls)
+        out["rss_kb_after"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    with context.use(Baggage.empty()):
+        asyncio.run(main())
+    _codec_workload(1000 if n >= 100000 else 50)
+    return out
+
+
+def _build_debug(dest: str) -> str:
+    env = {**os.environ, "CTXPLANE_DEBUG_BUILD": "1", "CTXPLANE_NO_EXTENSION": ""}
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--build-lib", dest,
+         "--build-temp", os.path.join(dest, "tmp"), "--force"],
+        cwd=ROOT, env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    path = os.path.join(dest, "ctxplane", "_speedups" + suffix)
+    if not os.path.exists(path):
+        raise RuntimeError("the debug build made no extension (no compiler?)")
+    return path
+
+
+def valgrind(n: int) -> int:
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not on PATH (apt-get install valgrind)")
+    with tempfile.TemporaryDirectory() as tmp:
+        so = _build_debug(tmp)
+        cmd = [
+            "valgrind", "--tool=memcheck", "--leak-check=full", "--show-leak-kinds=definite",
+            "--num-callers=30", sys.executable, __file__, "--child", so,
+            "--tasks", str(n),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONMALLOC": "malloc"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    print(proc.stdout.strip())
+    log = os.environ.get("MEMCHECK_LOG")
+    if log:
+        with open(log, "w") as f:
+            f.write(proc.stderr)
+    records = re.split(r"\n==\d+== ?\n", proc.stderr)
+    # frames of the extension: its sources (debug info) or its shared object
+    ours = [r for r in records if re.search(r"\((codec|task|module)\.c:\d+\)|_speedups\.", r)]
+    errors = [r for r in ours if re.search(r"Invalid (read|write|free)|uninitialised", r)]
+    lost = [r for r in ours if "definitely lost" in r]
+    summary = re.search(r"ERROR SUMMARY: .*", proc.stderr)
+    print(f"valgrind memcheck: {summary.group(0) if summary else '(no summary)'}")
+    kinds: dict[str, int] = {}
+    for r in records:
+        m = re.search(r"== (Invalid \w+|[^\n]*uninitialised[^\n]*|Conditional jump[^\n]*|"
+                      r"[^\n]*(?:definitely|possibly|indirectly) lost)", r)  # fmt: skip
+        if m:
+            kind = re.sub(r"[\d,]+ bytes in [\d,]+ blocks", "N bytes", m.group(1))
+            kinds[kind] = kinds.get(kind, 0) + 1
+    print("all records by kind (CPython's own included):", kinds)
+    print(f"records through the extension: {len(errors)} errors, {len(lost)} definitely lost")
+    for r in errors + lost:
+        print(r)
+    return 1 if errors or lost or proc.returncode else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=None)
+    parser.add_argument("--valgrind", action="store_true")
+    parser.add_argument("--child", metavar="SO")
+    args = parser.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    if args.child:  # under valgrind: load the debug build as ctxplane._speedups
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("ctxplane._speedups", args.child)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["ctxplane._speedups"] = module
+        spec.loader.exec_module(module)
+        print(run(args.tasks))
+        return
+    if args.valgrind:
+        sys.exit(valgrind(args.tasks or 3000))
+    n = args.tasks or 1_000_000
+    out = run(n)
+    print(out)
+    leak = out["type_refs_after"] - out["type_refs_before"]
+    live = out["live_after"] - out["live_before"]
+    rss = out["rss_kb_after"] - out["rss_kb_before"]
+    print(f"{n} tasks: type refcount {leak:+d}, live tasks {live:+d}, peak RSS {rss:+d} kB")
+    if not out["compiled"]:
+        print("note: the compiled module is not in use: this checked the pure-Python path")
+    sys.exit(1 if abs(leak) > 1 or abs(live) > 1 else 0)
+
+
+if __name__ == "__main__":
+    main()
