@@ -61,7 +61,17 @@ def task_type(join_child: Callable[[Any], None]) -> type | None:
     except Exception:
         problem("compiled asyncio task type")
         return None
+    if "__repr__" not in cls.__dict__:
+        type.__setattr__(cls, "__repr__", _task_repr)
     return cls
+
+
+def _task_repr(task: Any) -> str:
+    # asyncio's repr names the class: read as the Task this stands for, as the pure-Python
+    # JoiningTask does (logs, debug mode, CPython's own tests)
+    r: str = asyncio.Task.__repr__(task)
+    prefix = "<" + type(task).__name__
+    return "<Task" + r[len(prefix) :] if r.startswith(prefix) else r
 
 
 def create_task_method(fallback: Callable[..., Any]) -> Any:
