@@ -44,7 +44,7 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     proc = subprocess.Popen(
         command,
         cwd=cwd,
-        env=_plain_env(),
+        env={**_plain_env(), "TMPDIR": str(cwd)},  # the demo's trace directory goes there
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
