@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import os
 import socket
 import threading
 
@@ -184,7 +185,7 @@ def test_a_returned_component_joined_again_counts_once() -> None:
     from ctxplane.baggage import Baggage
     from ctxplane.transit import context
 
-    cid = b"\x05" * 8
+    cid = os.urandom(8)  # a fresh component: the remembered folds outlive one test run
     back = Baggage.of(Hops(count=Hops().count.increment(3, cid)))
     bump()
     for _ in range(5):
