@@ -351,6 +351,12 @@ static PyObject *
 read_then_join(PyObject *self, PyCFunction read)
 {
     PyObject *res = read(self, NULL), *et, *ev, *etb;
+    /* the common case first, at the cost of two loads and a comparison: a callback of the
+     * loop running in this thread (gather's and TaskGroup's done callbacks read every child)
+     * while no task of any loop runs - running_task() would find none: nothing to join */
+    if (PyDict_GET_SIZE(current_tasks) == 0 && F(self)->loop != NULL &&
+        F(self)->loop == loop_here)
+        return res;
     PyErr_Fetch(&et, &ev, &etb);
     if (after_read(self) < 0) {
         Py_XDECREF(res);

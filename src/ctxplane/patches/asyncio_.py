@@ -589,8 +589,17 @@ def _gathering_result(self: Any) -> Any:
         return _Future.result(self)
     finally:
         if self.done():
+            # _join_child per child, with _observing() asked once, not per child (the waiting
+            # task's wakeup calls this from a callback: nothing of ours to join then)
+            observing: bool | None = None
             for child in getattr(self, "_children", ()):
-                _join_child(child)
+                if type(child) is _task_type:
+                    if observing is None:
+                        observing = _observing()
+                    if observing:
+                        child._join()
+                else:
+                    _join_child(child)
 
 
 def _make_taskgroup_create_task(original: Callable[..., Any]) -> Callable[..., Any]:
