@@ -96,6 +96,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--child", nargs=3, metavar=("CASE", "VARIANT", "N"))
+    parser.add_argument("--cases", default="", help="only the cases whose name has one of "
+                        "these comma-separated words (e.g. TaskGroup)")
     args = parser.parse_args()
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]))
@@ -105,7 +107,10 @@ def main() -> None:
     n = args.n
     print(f"instructions per operation (callgrind, ({11 * n} ops - {n} ops) / {10 * n})")
     print(f"{'case':26} {'bare':>7}" + "".join(f" {v:>17}" for v in VARIANTS[1:]))
+    words = [w for w in args.cases.split(",") if w]
     for case in CASES:
+        if words and not any(w in case for w in words):
+            continue
         per = {v: (_count(case, v, 11 * n) - _count(case, v, n)) / (10 * n) for v in VARIANTS}
         bare = per["bare"]
         cells = "".join(f" {per[v]:10.0f} {per[v] / bare:5.2f}x" for v in VARIANTS[1:])

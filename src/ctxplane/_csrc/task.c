@@ -32,6 +32,7 @@ static PyObject *frame_var, *current_tasks, *get_running_loop, *own_frame_fn, *j
     *join_many_fn, *join_child_fn, *escape_fn;
 static PyTypeObject *base_loop_type;
 static PyObject *s_ex, *s_thread_id, *s_closed, *s_task_factory, *s_pending, *s_loop, *kw_task;
+static PyObject *s_group_tasks;
 static PyCFunction base_result, base_exception, base_done;
 
 /* -- records ------------------------------------------------------------------------------- */
@@ -666,6 +667,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *fallback; /* the Python create_task (factories, a given context, uvloop...) */
     vectorcallfunc vectorcall;
+    PyObject *original; /* a group's: TaskGroup.create_task as asyncio defines it */
 } CreatorObj;
 
 static PyObject *
@@ -758,6 +760,47 @@ fallback:
     return PyObject_Vectorcall(c->fallback, args, nargsf, kwnames);
 }
 
+/* TaskGroup.create_task: asyncio's own, then the task appended to the group's
+ * _ctxplane_tasks (its exit joins them); what the Python wrapper does, without its frame.
+ * Keywords other than name= go to the Python wrapper (it knows which this Python takes). */
+static PyObject *
+group_creator_call(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    CreatorObj *c = (CreatorObj *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *task, *tasks;
+    if (nargs != 2)
+        return PyObject_Vectorcall(c->fallback, args, nargsf, kwnames);
+    if (kwnames != NULL) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++)
+            if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "name") != 0)
+                return PyObject_Vectorcall(c->fallback, args, nargsf, kwnames);
+    }
+    task = PyObject_Vectorcall(c->original, args, nargsf, kwnames);
+    if (task == NULL)
+        return NULL;
+    tasks = PyObject_GetAttr(args[0], s_group_tasks);
+    if (tasks != NULL && PyList_CheckExact(tasks)) {
+        if (PyList_Append(tasks, task) < 0)
+            PyErr_Clear();
+    }
+    else if (tasks == Py_None) {
+        PyObject *list = PyList_New(1);
+        if (list != NULL) {
+            PyList_SET_ITEM(list, 0, Py_NewRef(task));
+            if (PyObject_SetAttr(args[0], s_group_tasks, list) < 0)
+                PyErr_Clear();
+            Py_DECREF(list);
+        }
+        else
+            PyErr_Clear();
+    }
+    else
+        PyErr_Clear(); /* not ours to judge: the group simply is not joined at its exit */
+    Py_XDECREF(tasks);
+    return task;
+}
+
 static PyObject *
 creator_get(PyObject *self, PyObject *obj, PyObject *type)
 {
@@ -777,6 +820,7 @@ creator_traverse(PyObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(((CreatorObj *)self)->fallback);
+    Py_VISIT(((CreatorObj *)self)->original);
     return 0;
 }
 
@@ -784,6 +828,7 @@ static int
 creator_clear(PyObject *self)
 {
     Py_CLEAR(((CreatorObj *)self)->fallback);
+    Py_CLEAR(((CreatorObj *)self)->original);
     return 0;
 }
 
@@ -839,6 +884,25 @@ make_create_task(PyObject *module, PyObject *fallback)
         return NULL;
     c->fallback = Py_NewRef(fallback);
     c->vectorcall = creator_call;
+    c->original = NULL;
+    PyObject_GC_Track(c);
+    return (PyObject *)c;
+}
+
+static PyObject *
+make_group_create_task(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    CreatorObj *c;
+    if (nargs != 2)
+        return PyErr_Format(PyExc_TypeError, "make_group_create_task(fallback, original)");
+    if (creator_type == NULL)
+        return PyErr_Format(PyExc_RuntimeError, "configure_tasks() first");
+    c = PyObject_GC_New(CreatorObj, creator_type);
+    if (c == NULL)
+        return NULL;
+    c->fallback = Py_NewRef(args[0]);
+    c->original = Py_NewRef(args[1]);
+    c->vectorcall = group_creator_call;
     PyObject_GC_Track(c);
     return (PyObject *)c;
 }
@@ -924,7 +988,8 @@ configure_tasks(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         (s_closed = PyUnicode_InternFromString("_closed")) == NULL ||
         (s_task_factory = PyUnicode_InternFromString("_task_factory")) == NULL ||
         (s_pending = PyUnicode_InternFromString("pending")) == NULL ||
-        (s_loop = PyUnicode_InternFromString("_loop")) == NULL)
+        (s_loop = PyUnicode_InternFromString("_loop")) == NULL ||
+        (s_group_tasks = PyUnicode_InternFromString("_ctxplane_tasks")) == NULL)
         return NULL;
     if ((kw_task = Py_BuildValue("(sss)", "loop", "name", "context")) == NULL)
         return NULL;
@@ -978,6 +1043,10 @@ PyMethodDef cp_task_methods[] = {
      "Hand the task type its Python pieces; returns the type (made on the first call)."},
     {"make_create_task", make_create_task, METH_O,
      "make_create_task(fallback): a create_task method for asyncio's loop classes."},
+    {"make_group_create_task", (PyCFunction)(void (*)(void))make_group_create_task,
+     METH_FASTCALL,
+     "make_group_create_task(fallback, original): TaskGroup.create_task remembering the "
+     "group's tasks; fallback (the Python wrapper) for keywords other than name=."},
     {"join_tasks", join_tasks, METH_O,
      "join_tasks(children): the batch join of children observed together."},
     {NULL, NULL, 0, NULL},

@@ -18,7 +18,7 @@ from .. import _native
 from ..transit import context as _t
 from ._util import problem
 
-__all__ = ["create_task_method", "join_tasks", "run_forever_method", "task_type"]
+__all__ = ["create_task_method", "group_create_task_method", "join_tasks", "run_forever_method", "task_type"]
 
 _frame_var = _t._frame
 
@@ -80,6 +80,14 @@ def create_task_method(fallback: Callable[..., Any]) -> Any:
     loop that is not running in this thread."""
     assert _native.speedups is not None
     return _native.speedups.make_create_task(fallback)
+
+
+def group_create_task_method(fallback: Callable[..., Any], original: Callable[..., Any]) -> Any:
+    """A ``TaskGroup.create_task`` that calls ``original`` (asyncio's) and remembers the task in
+    the group's ``_ctxplane_tasks``, in C; ``fallback`` (the Python wrapper, which does the
+    same) for a call with keywords other than ``name=``."""
+    assert _native.speedups is not None
+    return _native.speedups.make_group_create_task(fallback, original)
 
 
 def join_tasks(children: Any) -> None:

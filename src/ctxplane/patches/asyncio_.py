@@ -678,7 +678,12 @@ def patch(compiled: bool | None = None) -> None:
     _set(gathering, "__iter__", _gathering_await)
     _set(gathering, "result", _gathering_result)
     tg = asyncio.taskgroups.TaskGroup
-    _set(tg, "create_task", _make_taskgroup_create_task(_save(tg, "create_task")))
+    group_create_task = _make_taskgroup_create_task(_save(tg, "create_task"))
+    if _task_type is not JoiningTask:  # the same, without a Python frame per child
+        group_create_task = _ctask.group_create_task_method(
+            group_create_task, _originals[(tg, "create_task")]
+        )
+    _set(tg, "create_task", group_create_task)
     _set(tg, "_ctxplane_tasks", None)  # the children a group created, set on its first
     _set(asyncio.taskgroups.TaskGroup, "__aexit__", _taskgroup_aexit)
     _retarget(asyncio.tasks.shield, _shield_trampoline, "_ctxplane_shield", _shield)
