@@ -18,7 +18,13 @@ from .. import _native
 from ..transit import context as _t
 from ._util import problem
 
-__all__ = ["create_task_method", "group_create_task_method", "join_tasks", "run_forever_method", "task_type"]
+__all__ = [
+    "create_task_method",
+    "group_create_task_method",
+    "join_tasks",
+    "run_forever_method",
+    "task_type",
+]
 
 _frame_var = _t._frame
 
