@@ -19,6 +19,7 @@ from __future__ import annotations
 import _thread
 import atexit
 import contextvars
+import json
 import os
 import random
 import sys
@@ -26,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from math import isfinite as _isfinite
 from typing import Any
 
 from .._report import problem
@@ -71,8 +73,8 @@ class EU:
     """An execution unit as the recorder sees it: id, next sequence number, and the last
     baggage it wrote (so that its next event needs no parse)."""
 
-    __slots__ = ("ex", "head", "id", "kind", "last_b", "last_id", "name", "prefix", "seq",
-                 "tail", "task", "thread")
+    __slots__ = ("ex", "head", "id", "kind", "last_b", "last_id", "line_gen", "line_head",
+                 "line_tail", "name", "prefix", "seq", "tail", "task", "thread")
 
     def __init__(self, ex: Any, kind: str, name: str) -> None:
         self.ex = ex
@@ -87,6 +89,9 @@ class EU:
         self.tail: tuple[bytes, ...] = ()  # ...and after it, in last_b
         self.task = -1
         self.prefix: tuple[bytes, ...] = ()
+        self.line_gen = -1  # the recorder generation line_head/line_tail were made for
+        self.line_head = ""
+        self.line_tail = ""
 
 
 _eu_var: contextvars.ContextVar[EU] = contextvars.ContextVar("ctxplane_trace_eu")
@@ -133,6 +138,7 @@ class Recorder:
         self._stop = threading.Event()
         self._running = False
         self._pid = os.getpid()
+        self._gen = 0  # bumped when the resource or pid changes (EUs' line parts go stale)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -148,6 +154,7 @@ class Recorder:
         self._stop = threading.Event()
         self._running = True
         self._pid = os.getpid()
+        self._gen += 1
         _thread.start_new_thread(self._loop, (self._stop,))
         _register_mp_exit()
 
@@ -178,6 +185,7 @@ class Recorder:
         self.recorded = 0
         if self._running and self._pid != os.getpid():
             self._pid = os.getpid()
+            self._gen += 1
             self._stop = threading.Event()
             _thread.start_new_thread(self._loop, (self._stop,))
             _register_mp_exit()
@@ -193,13 +201,67 @@ class Recorder:
                 return
             pop = buf.popleft
             items = [pop() for _ in range(n)]
-            records = [self._record(item) for item in items]
+            records: list[dict[str, Any]] | None = None
+            text: str | None = None
             for sink in self.sinks:
                 try:
-                    sink.export(records)
+                    export_lines = getattr(sink, "export_lines", None)
+                    if export_lines is not None:
+                        if text is None:
+                            text = "".join(map(self._line, items))
+                        export_lines(text, n)
+                    else:
+                        if records is None:
+                            records = [self._record(item) for item in items]
+                        sink.export(records)
                 except Exception:
                     problem(f"trace sink {type(sink).__name__}", "ctxplane.tracing",
                             "these events are lost for it")
+
+    def _line(self, item: tuple[Any, ...]) -> str:
+        # the JSON line json.dumps(self._record(item), separators=(",", ":"),
+        # ensure_ascii=False) would give, built straight from the tuple: the fixed keys from
+        # a template, the EU's own parts made once per EU (and again after start or fork)
+        eu, seq, typ, ts, task, eid, parents, label, attrs, in_span, extra = item
+        trace = self.traces.get(task) or f"{0:016x}{task:016x}"
+        if eu.line_gen != self._gen:
+            self._eu_parts(eu)
+        if len(parents) == 1:
+            ps = f'"{parents[0]:016x}"'
+        else:
+            ps = ",".join(sorted(f'"{p:016x}"' for p in parents))
+        line = (f'{{"v":1,"trace":"{trace}","task":"{task:016x}","id":"{eid:016x}",'
+                f'"parents":[{ps}],{eu.line_head},"seq":{seq},"type":{_json_str(typ)},'
+                f'"ts":{ts},"label":{_json_str(label)}{eu.line_tail}')
+        if extra is not None:
+            line += f',"span":"{extra[0]:016x}"'
+            if typ == "span-start":
+                if extra[1]:
+                    line += f',"parent_span":"{extra[1]:016x}"'
+                line += f',"span_kind":{_json_str(extra[2])}'
+            else:
+                line += f',"status":{_json_str(extra[1])}'
+        if in_span:
+            line += f',"in_span":"{in_span:016x}"'
+        if attrs:
+            a = {k: _json_value(v) for k, v in attrs.items() if v is not None}
+            if a:
+                line += ',"attrs":' + _encode(a)
+        return line + "}\n"
+
+    def _eu_parts(self, eu: EU) -> None:
+        res = self.resource
+        tail = (f',"service":{_json_str(res.name)},"pid":{self._pid},'
+                f'"thread":{_json_str(eu.thread)},"eu_kind":{_json_str(eu.kind)}')
+        if eu.name:
+            tail += f',"eu_name":{_json_str(eu.name)}'
+        if res.version:
+            tail += f',"version":{_json_str(res.version)}'
+        if res.namespace:
+            tail += f',"namespace":{_json_str(res.namespace)}'
+        eu.line_head = f'"eu":"{eu.id:016x}"'
+        eu.line_tail = tail
+        eu.line_gen = self._gen
 
     def _record(self, item: tuple[Any, ...]) -> dict[str, Any]:
         eu, seq, typ, ts, task, eid, parents, label, attrs, in_span, extra = item
@@ -238,15 +300,32 @@ class Recorder:
         if in_span:
             r["in_span"] = f"{in_span:016x}"
         if attrs:
-            r["attrs"] = {k: _json_value(v) for k, v in attrs.items()}
+            a = {k: _json_value(v) for k, v in attrs.items() if v is not None}
+            if a:
+                r["attrs"] = a
         return r
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+_encode_str = json.encoder.encode_basestring
+
+
+def _json_str(v: Any) -> str:
+    # a str as json.dumps(ensure_ascii=False) writes it; anything else through the encoder
+    return _encode_str(v) if type(v) is str else _encode(v)
+
+
 def _json_value(v: Any) -> Any:
-    if v is None or isinstance(v, (str, bool, int, float)):
+    # what the schema allows (strings, numbers, booleans, lists of them); None-valued
+    # attributes are left out by the callers, as OpenTelemetry does; a float that is not
+    # finite would be written as Infinity/NaN, which is not JSON: written as its str
+    if isinstance(v, (str, bool, int)):
         return v
+    if isinstance(v, float):
+        return v if _isfinite(v) else str(v)
     if isinstance(v, (list, tuple)):
-        return [x if isinstance(x, (str, bool, int, float)) else str(x) for x in v]
+        return [x if isinstance(x, (str, bool, int)) else _json_value(x)
+                if isinstance(x, float) else str(x) for x in v]
     return str(v)
 
 
