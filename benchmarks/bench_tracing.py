@@ -16,15 +16,18 @@ process, under five variants; and one recorded event.
     to a file (``ConsoleSpanExporter``) + its aiohttp client/server or gRPC client/server
     instrumentation: the same work (spans recorded and written to a file).
 
-Every measurement runs in a fresh child process (instrumentation is process-global and
-OpenTelemetry's cannot be fully undone), variants interleaved round after round so that the
-machine's noise hits them alike; figures are medians of per-call CPU time (steadier than wall
-time on a busy host). Then ``event``: the cost of ``ctxplane.event()`` inside a sampled span.
+Each round runs three child processes: ``bare``, ``otel`` (instrumentation is process-global
+and OpenTelemetry's cannot be undone) and ``ctxplane``, in which ``untraced``, ``unsampled``
+and ``sampled`` alternate block by block (tracing is turned on and off between blocks, the
+patches stay), so that the comparisons the targets are about are made under the same noise.
+The order of the children rotates from round to round. Figures are medians of per-call CPU
+time of the whole process, flush thread included (steadier than wall time on a busy host).
+Then ``event``: the cost of ``ctxplane.event()`` inside a sampled span.
 
 Targets (issue 9): unsampled <= 1.02x untraced; sampled adds less than half of what
 OpenTelemetry adds; one event <= 2 us.
 
-Usage: ``python benchmarks/bench_tracing.py [--rounds 5] [--calls 400]``
+Usage: ``python benchmarks/bench_tracing.py [--rounds 5] [--calls 400] [--blocks 4]``
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("bare", "untraced", "unsampled", "sampled", "otel")
@@ -44,16 +48,19 @@ TRANSPORTS = ("aiohttp", "grpc")
 
 CHILD = r'''
 import asyncio, gc, json, os, sys, time
-variant, transport, calls, trace_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+import statistics
+kind, transport, calls, blocks, trace_path = (sys.argv[1], sys.argv[2], int(sys.argv[3]),
+                                              int(sys.argv[4]), sys.argv[5])
 
-if variant != "bare" and variant != "otel":
+if kind == "ctxplane":
     from ctxplane.patches import aiohttp_, asyncio_, grpc_
     asyncio_.patch(); aiohttp_.patch(); grpc_.patch()
-if variant in ("unsampled", "sampled"):
     from ctxplane.tracing import api
     from ctxplane.tracing.sinks import FileSink
-    api.start([FileSink(trace_path)], service="bench")
-if variant == "otel":
+    variants = ["untraced", "unsampled", "sampled"]
+else:
+    variants = [kind]
+if kind == "otel":
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -74,19 +81,50 @@ from ctxplane.wire import tracecontext as tc
 
 # every request starts from the baggage of an instrumented service's request: a trace context,
 # sampled or not as the variant says (decided upstream)
-flags = 1 if variant == "sampled" else 0
-BASE = tc.inbound_ids(Baggage.empty(), "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7",
-                      flags | 2)
+BASES = {f: tc.inbound_ids(Baggage.empty(), "4bf92f3577b34da6a3ce929d0e0e4736",
+                           "00f067aa0ba902b7", f | 2) for f in (0, 1)}
+lines = 0
 
 
-def measure(one):
-    for _ in range(50):
-        one()
-    gc.collect()
-    cpu = time.process_time()
-    for _ in range(calls):
-        one()
-    return (time.process_time() - cpu) / calls * 1e6
+def begin(variant):
+    # turn tracing on for the variant (a fresh file each block); the baggage it starts from
+    if variant in ("unsampled", "sampled"):
+        api.start([FileSink(trace_path)], service="bench")
+    return BASES[1 if variant == "sampled" else 0]
+
+
+def end(variant):
+    global lines
+    if variant in ("unsampled", "sampled"):
+        api.stop()
+        n = sum(1 for _ in open(trace_path)) if os.path.exists(trace_path) else 0
+        os.unlink(trace_path) if os.path.exists(trace_path) else None
+        if variant == "unsampled":
+            assert n == 0, n  # nothing recorded
+        else:
+            assert n > 0  # every call recorded
+            lines += n
+
+
+def order(block):
+    # blocks alternate forwards and backwards: each variant sits early and late alike
+    return variants if block % 2 == 0 else variants[::-1]
+
+
+def measure(make_one):
+    out = {v: [] for v in variants}
+    for block in range(blocks):
+        for v in order(block):
+            one = make_one(begin(v))
+            for _ in range(30):
+                one()
+            gc.collect()
+            cpu = time.process_time()
+            for _ in range(calls):
+                one()
+            out[v].append((time.process_time() - cpu) / calls * 1e6)
+            end(v)
+    return out
 
 
 if transport == "aiohttp":
@@ -104,20 +142,26 @@ if transport == "aiohttp":
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
+        out = {v: [] for v in variants}
         async with aiohttp.ClientSession() as session:
-            async def one():
-                with context.use(BASE):
-                    async with session.get(url) as r:
-                        await r.read()
-            for _ in range(50):
-                await one()
-            gc.collect()
-            cpu = time.process_time()
-            for _ in range(calls):
-                await one()
-            us = (time.process_time() - cpu) / calls * 1e6
+            for block in range(blocks):
+                for v in order(block):
+                    base = begin(v)
+
+                    async def one():
+                        with context.use(base):
+                            async with session.get(url) as r:
+                                await r.read()
+                    for _ in range(30):
+                        await one()
+                    gc.collect()
+                    cpu = time.process_time()
+                    for _ in range(calls):
+                        await one()
+                    out[v].append((time.process_time() - cpu) / calls * 1e6)
+                    end(v)
         await runner.cleanup()
-        return us
+        return out
 
     us = asyncio.run(main())
 else:
@@ -132,20 +176,20 @@ else:
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     call = channel.unary_unary("/bench.Svc/UU")
 
-    def one():
-        with context.use(BASE):
-            call(b"x", timeout=10)
+    def make_one(base):
+        def one():
+            with context.use(base):
+                call(b"x", timeout=10)
+        return one
 
-    us = measure(one)
+    us = measure(make_one)
     channel.close()
     server.stop(None)
 
-if variant in ("unsampled", "sampled"):
-    api.stop()
-if variant == "otel":
+if kind == "otel":
     provider.shutdown()
-lines = sum(1 for _ in open(trace_path)) if os.path.exists(trace_path) else 0
-print(json.dumps({"us": us, "lines": lines}))
+    lines = sum(1 for _ in open(trace_path)) if os.path.exists(trace_path) else 0
+print(json.dumps({"us": {v: statistics.median(x) for v, x in us.items()}, "lines": lines}))
 '''
 
 EVENT = r'''
@@ -180,7 +224,7 @@ def child(code: str, *args: str) -> dict[str, float]:
     )
     if out.returncode != 0:
         raise RuntimeError(f"child {args} failed:\n{out.stderr}")
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -188,19 +232,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=400)
+    parser.add_argument("--blocks", type=int, default=4,
+                        help="blocks of each ctxplane variant per round (alternating)")
     args = parser.parse_args()
     us: dict[tuple[str, str], list[float]] = {}
+    kinds = ["bare", "ctxplane", "otel"]
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for t in TRANSPORTS:
-                for v in VARIANTS:
-                    path = str(Path(tmp) / f"{t}-{v}-{r}.jsonl")
-                    res = child(CHILD, v, t, str(args.calls), path)
-                    us.setdefault((t, v), []).append(res["us"])
-                    if v in ("unsampled", "bare", "untraced"):
-                        assert res["lines"] == 0, (t, v, res)
-                    else:  # sampled and otel record every call
-                        assert res["lines"] > 0, (t, v, res)
+                for k in kinds[r % 3 :] + kinds[: r % 3]:
+                    path = str(Path(tmp) / f"{t}-{k}-{r}.jsonl")
+                    blocks = args.blocks if k == "ctxplane" else 1
+                    res = child(CHILD, k, t, str(args.calls), str(blocks), path)
+                    for v, x in res["us"].items():
+                        us.setdefault((t, v), []).append(x)
+                    if k != "bare":  # sampled and otel record every call
+                        assert res["lines"] > 0, (t, k, res)
             print(f"round {r + 1}/{args.rounds} done", flush=True)
         event = child(EVENT, str(Path(tmp) / "event.jsonl"))
     med = {k: statistics.median(v) for k, v in us.items()}
