@@ -200,3 +200,23 @@ def test_a_returned_component_joined_again_counts_once() -> None:
 
     asyncio.run(main())
     assert (int(Hops.current().count), components()) == (4, 1)
+
+
+def test_remembered_folds_stay_bounded_oldest_dropped_first() -> None:
+    """The replay memory keeps the last REMOTE_FOLDS_REMEMBERED folds, dropping the oldest."""
+    from ctxplane.transit import context
+
+    saved = context._remote_folds.copy()
+    context._remote_folds.clear()
+    try:
+        ex = context.Execution()
+        limit = context.REMOTE_FOLDS_REMEMBERED
+        keys = [i.to_bytes(8, "big") for i in range(limit + 100)]
+        for k in keys:
+            context._remember_fold(k, ex, b"own", 1)
+        assert len(context._remote_folds) == limit
+        assert keys[99] not in context._remote_folds
+        assert keys[100] in context._remote_folds and keys[-1] in context._remote_folds
+    finally:
+        context._remote_folds.clear()
+        context._remote_folds.update(saved)
