@@ -84,6 +84,58 @@ def test_call_dag(ctxplane_trace: TraceRecorder) -> None:
     t.assert_eu_sequences()
 
 
+def test_route_names_repeat_exactly_per_app(ctxplane_trace: TraceRecorder) -> None:
+    """The route of a request line is resolved once per app (its router is frozen): repeated
+    and varying paths, two apps with the same path under different templates, an unknown
+    path (no route) - every server span is named from its own app's routes."""
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def main() -> None:
+        async with (
+            serve({"/a/{x}": ok}) as one,
+            serve({"/a/{other}": ok, "/b": ok}) as two,
+            aiohttp.ClientSession() as s,
+        ):
+            for base, path in [(one, "/a/1"), (two, "/a/1"), (one, "/a/1"), (one, "/a/2"),
+                               (two, "/b"), (two, "/a/1"), (one, "/nope"), (one, "/nope")]:
+                async with s.get(base + path) as r:
+                    await r.read()
+
+    run(main())
+    t = ctxplane_trace.trace()
+    starts = sorted(t.find(type="span-start"), key=lambda e: e["ts"])
+    names = [e["label"] for e in starts if e["span_kind"] == "server"]
+    assert names == ["GET /a/{x}", "GET /a/{other}", "GET /a/{x}", "GET /a/{x}", "GET /b",
+                     "GET /a/{other}", "GET", "GET"]
+
+
+def test_client_span_url_attributes_hide_credentials(ctxplane_trace: TraceRecorder) -> None:
+    """url.full never carries user:password, on the first call to a URL and on repeats."""
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def main() -> str:
+        async with serve({"/b": ok}) as base, aiohttp.ClientSession() as s:
+            secret = base.replace("http://", "http://user:s3cret@") + "/b"
+            for _ in range(3):
+                async with s.get(secret) as r:
+                    await r.read()
+            return base
+
+    base = run(main())
+    clients = [e for e in ctxplane_trace.trace().find(type="span-start")
+               if e["span_kind"] == "client"]
+    assert len(clients) == 3
+    port = int(base.rsplit(":", 1)[1])
+    for e in clients:
+        assert e["attrs"]["url.full"] == base + "/b"
+        assert e["attrs"]["server.address"] == "127.0.0.1"
+        assert e["attrs"]["server.port"] == port
+
+
 def test_server_error_status(ctxplane_trace: TraceRecorder) -> None:
     async def main() -> None:
         async with (

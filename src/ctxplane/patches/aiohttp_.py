@@ -392,19 +392,33 @@ def _wrap_request(original: Callable[..., Coroutine[Any, Any, Any]]) -> Callable
 # -- spans (only while tracing is on: ``tr`` is ctxplane.tracing.api) ------------------------
 
 
+# A client span's URL attributes by the URL string given (url.full without credentials,
+# server.address, server.port): parsing a URL costs more than the rest of the span.
+_url_parts: dict[str, tuple[str, str, int | None]] = {}
+_URL_PARTS_SIZE = 1024
+
+
 def _client_span(tr: Any, method: str, str_or_url: Any) -> Any:
     try:
         if not tr.traced():  # not sampled: nothing allocated
             return None
-        url = URL(str_or_url)
+        parts = _url_parts.get(str_or_url) if type(str_or_url) is str else None
+        if parts is None:
+            url = URL(str_or_url)
+            parts = (str(url.with_user(None)), url.host or "", url.port)
+            if type(str_or_url) is str:
+                if len(_url_parts) >= _URL_PARTS_SIZE:
+                    _url_parts.clear()
+                _url_parts[str_or_url] = parts
+        m = method.upper()
         attrs: dict[str, Any] = {
-            "http.request.method": method.upper(),
-            "url.full": str(url.with_user(None)),
-            "server.address": url.host or "",
+            "http.request.method": m,
+            "url.full": parts[0],
+            "server.address": parts[1],
         }
-        if url.port is not None:
-            attrs["server.port"] = url.port
-        return tr.client_start(method.upper(), attrs)
+        if parts[2] is not None:
+            attrs["server.port"] = parts[2]
+        return tr.client_start(m, attrs)
     except Exception:
         _problem("client span")
         return None
@@ -424,20 +438,38 @@ def _end_span(tr: Any, sp: Any, status: int, error: str | None, limit: int = 400
         _problem("span end")
 
 
+# The route template of a request, by (router, method, path, host): a server span resolves
+# the route before the handler runs (its name and http.route); the router of a started app is
+# frozen, so the answer for one request line holds for the next.
+_routes: dict[tuple[int, str, str, str], tuple[Any, str | None]] = {}
+_ROUTES_SIZE = 1024
+
+
 async def _server_span(tr: Any, request: Any, handler: Any, tp: tuple[str, str, int],
                        edge: bool) -> Any:
     method = request.method
-    attrs: dict[str, Any] = {"http.request.method": method, "url.path": request.path}
+    path = request.path
+    host = request.host
+    attrs: dict[str, Any] = {"http.request.method": method, "url.path": path}
     name = method
     try:
-        info = await handler.__self__.router.resolve(request)
-        route = info.route.resource.canonical if info.route.resource is not None else None
+        router = handler.__self__.router
+        key = (id(router), method, path, host)  # (a router is a Mapping: not hashable)
+        hit = _routes.get(key)
+        if hit is not None and hit[0] is router:
+            route = hit[1]
+        else:
+            info = await router.resolve(request)
+            route = info.route.resource.canonical if info.route.resource is not None else None
+            if router.frozen:  # routes can no longer change: the answer holds
+                if len(_routes) >= _ROUTES_SIZE:
+                    _routes.clear()
+                _routes[key] = (router, route)
         if route:
             attrs["http.route"] = route
             name = f"{method} {route}"
     except Exception:
         pass
-    host = request.host
     if host:
         addr, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
         attrs["server.address"] = addr or host

@@ -339,6 +339,7 @@ def record(
     attrs: dict[str, Any] | None = None,
     extra: tuple[Any, ...] | None = None,
     in_span: int | None = None,
+    _read_b: tuple[Any, ...] | None = None,
 ) -> int:
     """Record one event in the running execution if its baggage is traced (holds an X-Trace
     bag); returns the event id, or 0 when nothing was recorded (not traced, or buffer full).
@@ -373,7 +374,7 @@ def record(
         buf.append((eu, seq, typ, _now(), eu.task, eid, parents, label, attrs, in_span, extra))
         return eid
     else:
-        x = _read(b)
+        x = _read(b) if _read_b is None or _read_b[0] is not b else _read_b[1]
         if x is None:
             return 0
         task, parents, (start, end) = x
@@ -455,7 +456,7 @@ def on_join() -> None:
         return
     x = _read(b)
     if x is not None and len(x[1]) > 1:
-        record("join", "join")
+        record("join", "join", None, None, None, (b, x))  # (b read once)
 
 
 # -- fork and exit ----------------------------------------------------------------------------
