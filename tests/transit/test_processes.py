@@ -6,6 +6,7 @@ Targets are top-level functions and classes: a ``spawn`` child unpickles them by
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import time
@@ -187,3 +188,41 @@ def test_pool_imap_next_with_timeout() -> None:
         with pytest.raises(StopIteration):
             it.next(timeout=TIMEOUT)
     assert state() == (1, frozenset({"t1"}))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_inside_a_running_loop_runs_its_own() -> None:
+    """A child forked from a task runs none of its parent's loops: asyncio.run works there,
+    and its tasks count into the child's baggage (the compiled type's cached running loop is
+    forgotten at fork)."""
+
+    async def child_main() -> int:
+        await asyncio.gather(*(asyncio.create_task(asyncio.sleep(0, 1)) for _ in range(3)))
+        visit("grandchild")
+        return 0
+
+    async def parent_main() -> int:
+        visit("parent")
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                from ctxplane.patches import asyncio_
+
+                code = 4
+                if asyncio_._get_running_loop() is None:  # what ctxplane sees as running
+                    code = asyncio.run(child_main())
+                if Hops.current().count != 2:
+                    code = 3
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            assert time.monotonic() < deadline, "forked child did not exit"
+            await asyncio.sleep(0.01)
+
+    assert asyncio.run(parent_main()) == 0
+    assert state() == (1, frozenset({"parent"}))

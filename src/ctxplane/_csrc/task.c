@@ -1035,7 +1035,33 @@ set_running_loop(PyObject *module, PyObject *loop)
     return previous;
 }
 
+/* running_loop(): the loop running in this thread - the one the patched run_forever named,
+ * with no system call (asyncio's _get_running_loop makes a getpid on 3.11, ~1 us here), else
+ * what asyncio's says (a loop started before the patch, or by a loop class that is not
+ * asyncio's). A forked child forgets it (reset_after_fork). */
+static PyObject *
+running_loop(PyObject *module, PyObject *unused)
+{
+    if (loop_here != NULL)
+        return Py_NewRef(loop_here);
+    if (get_running_loop == NULL)
+        Py_RETURN_NONE;
+    return PyObject_CallNoArgs(get_running_loop);
+}
+
+/* after fork, in the child: the parent's running loop does not run here */
+static PyObject *
+reset_after_fork(PyObject *module, PyObject *unused)
+{
+    Py_CLEAR(loop_here);
+    Py_RETURN_NONE;
+}
+
 PyMethodDef cp_task_methods[] = {
+    {"running_loop", running_loop, METH_NOARGS,
+     "running_loop(): the event loop running in this thread, or None."},
+    {"reset_after_fork", reset_after_fork, METH_NOARGS,
+     "Forget the running loop (in a forked child)."},
     {"set_running_loop", set_running_loop, METH_O,
      "set_running_loop(loop): the loop now running in this thread (None: none); returns the "
      "previous one."},

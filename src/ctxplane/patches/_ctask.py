@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio.base_events
 import asyncio.events
 import asyncio.tasks
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "group_create_task_method",
     "join_tasks",
     "run_forever_method",
+    "running_loop_function",
     "task_type",
 ]
 
@@ -100,6 +102,24 @@ def join_tasks(children: Any) -> None:
     """Join finished children observed together (gather, TaskGroup exit), in C."""
     assert _native.speedups is not None
     _native.speedups.join_tasks(children)
+
+
+def running_loop_function() -> Callable[[], Any]:
+    """``asyncio.events._get_running_loop`` without its ``getpid`` system call for a loop run
+    by the patched ``run_forever`` (:func:`run_forever_method`) in this thread."""
+    assert _native.speedups is not None
+    fn: Callable[[], Any] = _native.speedups.running_loop
+    return fn
+
+
+def _forget_running_loop() -> None:
+    c = _native.speedups
+    if c is not None and hasattr(c, "reset_after_fork"):
+        c.reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # a forked child runs none of its parent's loops
+    os.register_at_fork(after_in_child=_forget_running_loop)
 
 
 def run_forever_method(original: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -662,7 +662,7 @@ def patch(compiled: bool | None = None) -> None:
     """Install the asyncio branch/join points (idempotent). Tasks are of the compiled task
     type when ``ctxplane._speedups`` is in use (``compiled=False``: :class:`JoiningTask`, the
     pure-Python reference, even then)."""
-    global _patched, _task_type
+    global _patched, _task_type, _get_running_loop
     if _patched:
         return
     _task_type = JoiningTask
@@ -673,6 +673,8 @@ def patch(compiled: bool | None = None) -> None:
     _set(be, "run_in_executor", _make_run_in_executor(_save(be, "run_in_executor")))
     if _task_type is not JoiningTask:
         _set(be, "run_forever", _ctask.run_forever_method(_save(be, "run_forever")))
+        # the loop that run_forever names, without _get_running_loop's getpid per call
+        _get_running_loop = _ctask.running_loop_function()
     gathering: Any = getattr(asyncio.tasks, "_GatheringFuture")  # noqa: B009 (private, typed)
     _set(gathering, "__await__", _gathering_await)
     _set(gathering, "__iter__", _gathering_await)
@@ -711,7 +713,8 @@ def patch_uvloop(uvloop: Any) -> None:
 
 def unpatch() -> None:
     """Restore everything :func:`patch` replaced (idempotent)."""
-    global _patched
+    global _patched, _get_running_loop
+    _get_running_loop = asyncio.events._get_running_loop
     for (owner, name), original in list(_originals.items()):
         if original is _ABSENT:
             delattr(owner, name)
