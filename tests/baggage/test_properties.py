@@ -303,6 +303,55 @@ def test_trimmed_bags_join_like_their_atoms(a, limit):
     assert_join_agrees(a, ta)
 
 
+class Small(Bag, index=999):
+    """A second level-0 bag, before Everything in the atom order."""
+
+    name = field(1, STRING)
+    tags = field(2, set_of(STRING))
+
+
+def _fresh(b: Baggage, cls: type[Bag]) -> tuple[Bag | None, bool]:
+    got = Baggage(b.atoms).get(cls)  # parsed from the atoms alone: no cache involved
+    return got, got is not None and got.overflowed
+
+
+@HEAVY
+@given(
+    bag_strategy(Everything),
+    bag_strategy(Small),
+    bag_strategy(Small),
+    st.integers(1, 400) | st.none(),
+    st.booleans(),
+)
+def test_a_derived_value_reads_every_bag_as_its_atoms_say(a, small, other, limit, read_first):
+    """with_bag/without carry the bags the source value had parsed into the copy: what the
+    copy reads must be what a fresh parse of its atoms gives, overflow flags included."""
+    b = Baggage.from_bytes(Baggage.of(small, a).to_bytes(limit))
+    if read_first:  # the source has both bags parsed (and cached)
+        b.get(Everything)
+        b.get(Small)
+    for derived in (b.with_bag(other), b.without(Small), b.with_bag(other).without(Small)):
+        for cls in (Everything, Small):
+            got = derived.get(cls)
+            assert (got, got is not None and got.overflowed) == _fresh(derived, cls)
+
+
+@HEAVY
+@given(bag_strategy(Everything), bag_strategy(Small), st.integers(1, 400) | st.none())
+def test_an_inserted_segment_reads_as_its_atoms_say(a, small, limit):
+    """The segment insertion the tracer uses (a bag absent from the value, read as absent and
+    cached so) keeps the other parsed bags and forgets the absent one."""
+    b = Baggage.from_bytes(Baggage.of(a).to_bytes(limit))
+    b.get(Everything)
+    assert b.get(Small) is None
+    if small.is_empty():
+        return
+    derived = b._insert_segment((Small._bag_header, *small.atoms(1)))
+    for cls in (Everything, Small):
+        got = derived.get(cls)
+        assert (got, got is not None and got.overflowed) == _fresh(derived, cls)
+
+
 @HEAVY
 @given(bag_strategy(Everything))
 def test_bag_round_trip(a):

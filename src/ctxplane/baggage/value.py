@@ -256,8 +256,22 @@ class Baggage:
             result = self._splice(at, at, (header, *content)) if content else self
             if result is self:
                 return self
-        result._bags = {cls: bag if content else None}
+        if self._first_marker() < 0 and _atoms.OVERFLOW_MARKER not in content:
+            kept = self._parsed_elsewhere(header)
+            kept[cls] = bag if content else None
+            result._bags = kept
+        # else: an overflow marker decides which bags read as overflowed, the new one too:
+        # they are parsed from the copy's atoms when read
         return result
+
+    def _parsed_elsewhere(self, header: bytes) -> dict[type[Bag], Bag | None]:
+        """The bags this value has parsed, but the one at level-0 ``header``: still valid in a
+        copy that differs only in that bag's segment, when neither holds an overflow marker
+        (a bag's overflow flag depends on where the marker is; the callers check)."""
+        cache = self._bags
+        if not cache:
+            return {}
+        return {c: v for c, v in cache.items() if c._bag_header != header}
 
     def _insertion(self, header: bytes) -> int:
         """Where the segment of level-0 ``header`` (absent) goes to keep the atoms sorted:
@@ -277,7 +291,10 @@ class Baggage:
     def _insert_segment(self, seg: tuple[bytes, ...]) -> Baggage:
         """A copy with the level-0 segment ``seg`` (whose header is absent) inserted in order."""
         at = self._insertion(seg[0])
-        return self._splice(at, at, seg)
+        result = self._splice(at, at, seg)
+        if self._bags and self._first_marker() < 0 and _atoms.OVERFLOW_MARKER not in seg:
+            result._bags = self._parsed_elsewhere(seg[0]) or None
+        return result
 
     def without(self, cls: type[Bag]) -> Baggage:
         """A copy without the bag of class ``cls``."""

@@ -102,24 +102,29 @@ def new_trace() -> tuple[str, str, int]:
     return tid, pid, FLAG_RANDOM | (FLAG_SAMPLED if sampled else 0)
 
 
-_unsampled: Any = None  # the last baggage found to carry an unsampled trace context
+# Baggage values found to carry an unsampled trace context, by identity (id -> value): an
+# unsampled request's values (the caller's, the handler's decoded one...) come back call after
+# call, and each is then one dictionary lookup; bounded, cleared when full.
+_unsampled: dict[int, Any] = {}
+_UNSAMPLED_SIZE = 256
 
 
 def _root() -> bool:
     """Start a trace in the active baggage if it has no trace context (the edge); returns
     whether the active baggage is now traced (sampled)."""
-    global _unsampled
     b = _t.current()
     if _HEADER in b.atoms:
         return True
-    if b is _unsampled:
+    if _unsampled.get(id(b)) is b:
         return False
     tc = b.get(_tc.TraceContextBag)
     info = tc.trace if tc is not None else None
     tid = info.trace_id if info is not None else b""
     if info is not None and len(tid) == 16 and any(tid):  # decided upstream: honour its flag
         if not int(info.flags) & FLAG_SAMPLED:
-            _unsampled = b
+            if len(_unsampled) >= _UNSAMPLED_SIZE:
+                _unsampled.clear()
+            _unsampled[id(b)] = b
             return False
         trace = tid.hex()
         task = _x.task_of_trace(trace)

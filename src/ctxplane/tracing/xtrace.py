@@ -36,6 +36,7 @@ _MASK = (1 << 64) - 1
 HEADER: bytes = XTraceBaggage._bag_header  # type: ignore[attr-defined]
 _F1 = b"\xf0\x01"
 _F2 = b"\xf0\x02"
+_F8 = b"\xf8"
 
 
 def task_atom(task: int) -> bytes:
@@ -55,7 +56,12 @@ def segment(b: Baggage) -> tuple[int, int] | None:
     start = atoms.index(HEADER)
     end = start + 1
     n = len(atoms)
-    while end < n and not _is_level0_header(atoms[end]):
+    # every level-0 header is >= b"\xf8" and the bag's own atoms (its field headers, fixed64
+    # data atoms) are below it: a C comparison per atom, the bit test only for candidates
+    while end < n:
+        a = atoms[end]
+        if a >= _F8 and _is_level0_header(a):
+            break
         end += 1
     return start, end
 
