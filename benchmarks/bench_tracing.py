@@ -29,7 +29,13 @@ Then ``event``: the cost of ``ctxplane.event()`` inside a sampled span.
 Targets (issue 9): unsampled <= 1.02x untraced; sampled adds less than half of what
 OpenTelemetry adds; one event <= 2 us.
 
+``--instructions`` counts instructions instead (callgrind, every thread of the child, each
+variant in a process of its own, run with N/4 and N calls and differenced): repeatable where
+CPU time on a busy 2-core host is not; it does not see the system calls nor the cost of
+threads taking turns at the GIL, which CPU time does.
+
 Usage: ``python benchmarks/bench_tracing.py [--rounds 5] [--calls 400] [--blocks 4]``
+or ``python benchmarks/bench_tracing.py --instructions [--calls 200]``
 """
 
 from __future__ import annotations
@@ -37,10 +43,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +68,8 @@ if kind == "ctxplane":
     from ctxplane.tracing import api, recorder
     from ctxplane.tracing.sinks import FileSink
     variants = ["untraced", "unsampled", "sampled"]
+    if os.environ.get("BENCH_ONLY"):  # (--instructions: one variant per process)
+        variants = [os.environ["BENCH_ONLY"]]
 else:
     variants = [kind]
 if kind == "otel":
@@ -241,13 +251,63 @@ def child(code: str, *args: str) -> dict[str, float]:
     return result
 
 
+def instructions(transport: str, variant: str, calls: int, path: str) -> int:
+    """Instructions of a whole child process (all threads) under callgrind."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTXPLANE_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    env["BENCH_ONLY"] = variant
+    kind = variant if variant in ("bare", "otel") else "ctxplane"
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         "-c", CHILD, kind, transport, str(calls), "1", path],
+        env=env, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"callgrind child {transport} {variant} failed:\n{out.stderr}")
+    for line in out.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.split(":")[-1])
+    raise RuntimeError(f"no instruction count from callgrind:\n{out.stderr}")
+
+
+def main_instructions(n1: int, n2: int) -> None:
+    """Per-call instructions: (count at n2 calls - count at n1 calls) / (n2 - n1)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind on PATH")
+    jobs = [(t, v, n) for t in TRANSPORTS for v in VARIANTS for n in (n1, n2)]
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(2) as pool:
+        counts = dict(zip(jobs, pool.map(
+            lambda j: instructions(j[0], j[1], j[2], str(Path(tmp) / f"{j[0]}-{j[1]}-{j[2]}")),
+            jobs,
+        ), strict=True))  # fmt: skip
+    per = {(t, v): (counts[(t, v, n2)] - counts[(t, v, n1)]) / (n2 - n1)
+           for t in TRANSPORTS for v in VARIANTS}  # fmt: skip
+    print(f"instructions per call, callgrind, all threads ({n2} - {n1} calls)")
+    print(f"{'':<10}" + "".join(f"{v:>11}" for v in VARIANTS))
+    for t in TRANSPORTS:
+        print(f"{t:<10}" + "".join(f"{per[(t, v)] / 1000:>10.0f}k" for v in VARIANTS))
+    print()
+    for t in TRANSPORTS:
+        unsampled = per[(t, "unsampled")] / per[(t, "untraced")]
+        ours = per[(t, "sampled")] - per[(t, "untraced")]
+        otel = per[(t, "otel")] - per[(t, "bare")]
+        print(f"{t}: unsampled = {unsampled:.3f} x untraced; sampled adds {ours / 1000:.0f}k, "
+              f"OpenTelemetry adds {otel / 1000:.0f}k: {ours / otel:.2f} x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--blocks", type=int, default=4,
                         help="blocks of each ctxplane variant per round (alternating)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions under callgrind instead (deterministic; "
+                        "needs valgrind; --calls N runs N/4 and N calls per variant)")
     args = parser.parse_args()
+    if args.instructions:
+        main_instructions(max(1, args.calls // 4), args.calls)
+        return
     us: dict[tuple[str, str], list[float]] = {}
     kinds = ["bare", "ctxplane", "otel"]
     with tempfile.TemporaryDirectory() as tmp:
