@@ -244,9 +244,12 @@ class Recorder:
         if in_span:
             line += f',"in_span":"{in_span:016x}"'
         if attrs:
-            a = {k: _json_value(v) for k, v in attrs.items() if v is not None}
-            if a:
-                line += ',"attrs":' + _encode(a)
+            if _PLAIN_TYPES.issuperset(map(type, attrs.values())):  # (the common case)
+                line += ',"attrs":' + _encode(attrs)
+            else:
+                a = {k: _json_value(v) for k, v in attrs.items() if v is not None}
+                if a:
+                    line += ',"attrs":' + _encode(a)
         return line + "}\n"
 
     def _eu_parts(self, eu: EU) -> None:
@@ -308,6 +311,9 @@ class Recorder:
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 _encode_str = json.encoder.encode_basestring
+
+
+_PLAIN_TYPES = frozenset((str, int, bool))  # attribute values written as they are
 
 
 def _json_str(v: Any) -> str:
