@@ -282,17 +282,27 @@ def main_instructions(n1: int, n2: int) -> None:
         ), strict=True))  # fmt: skip
     per = {(t, v): (counts[(t, v, n2)] - counts[(t, v, n1)]) / (n2 - n1)
            for t in TRANSPORTS for v in VARIANTS}  # fmt: skip
-    print(f"instructions per call, callgrind, all threads ({n2} - {n1} calls)")
-    print(f"{'':<10}" + "".join(f"{v:>11}" for v in VARIANTS))
+    report(per, f"instructions per call, callgrind, all threads ({n2} - {n1} calls)", 1000, "k")
+
+
+def report(per: dict[tuple[str, str], float], title: str, scale: float, unit: str) -> None:
+    """The table of ``per`` (per call, by transport and variant) and the targets' ratios."""
+    print(title)
+    w = 10 + len(unit)
+    print(f"{'':<10}" + "".join(f"{v:>{w}}" for v in VARIANTS))
     for t in TRANSPORTS:
-        print(f"{t:<10}" + "".join(f"{per[(t, v)] / 1000:>10.0f}k" for v in VARIANTS))
+        print(f"{t:<10}" + "".join(f"{per[(t, v)] / scale:>10.1f}{unit}" for v in VARIANTS))
     print()
     for t in TRANSPORTS:
         unsampled = per[(t, "unsampled")] / per[(t, "untraced")]
-        ours = per[(t, "sampled")] - per[(t, "untraced")]
-        otel = per[(t, "otel")] - per[(t, "bare")]
-        print(f"{t}: unsampled = {unsampled:.3f} x untraced; sampled adds {ours / 1000:.0f}k, "
-              f"OpenTelemetry adds {otel / 1000:.0f}k: {ours / otel:.2f} x")
+        ours = (per[(t, "sampled")] - per[(t, "untraced")]) / scale
+        otel = (per[(t, "otel")] - per[(t, "bare")]) / scale
+        print(
+            f"{t}: unsampled = {unsampled:.3f} x untraced (target <= 1.02: "
+            f"{'met' if unsampled <= 1.02 else 'NOT met'}); sampled adds {ours:.1f}{unit} to "
+            f"ctxplane untraced, OpenTelemetry adds {otel:.1f}{unit} to bare: "
+            f"{ours / otel:.2f} x (target < 0.5: {'met' if ours < 0.5 * otel else 'NOT met'})"
+        )
 
 
 def main() -> None:
@@ -325,21 +335,7 @@ def main() -> None:
         event = child(EVENT, str(Path(tmp) / "event.jsonl"))
     med = {k: statistics.median(v) for k, v in us.items()}
     print()
-    print("median CPU us per call (client + server in one process)")
-    print(f"{'':<10}" + "".join(f"{v:>11}" for v in VARIANTS))
-    for t in TRANSPORTS:
-        print(f"{t:<10}" + "".join(f"{med[(t, v)]:>11.1f}" for v in VARIANTS))
-    print()
-    for t in TRANSPORTS:
-        unsampled = med[(t, "unsampled")] / med[(t, "untraced")]
-        ours = med[(t, "sampled")] - med[(t, "untraced")]
-        otel = med[(t, "otel")] - med[(t, "bare")]
-        print(
-            f"{t}: unsampled = {unsampled:.3f} x untraced (target <= 1.02: "
-            f"{'met' if unsampled <= 1.02 else 'NOT met'}); sampled adds {ours:.1f} us to "
-            f"ctxplane untraced, OpenTelemetry adds {otel:.1f} us to bare: "
-            f"{ours / otel:.2f} x (target < 0.5: {'met' if ours < 0.5 * otel else 'NOT met'})"
-        )
+    report(med, "median CPU us per call (client + server in one process)", 1, " us")
     print(
         f"one event: {event['us']:.2f} us (target <= 2: "
         f"{'met' if event['us'] <= 2 else 'NOT met'}; an empty loop iteration: "
