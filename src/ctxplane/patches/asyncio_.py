@@ -467,14 +467,14 @@ def _futures_patch() -> Any:
 
 def _make_run_in_executor(original: Callable[..., Any]) -> Callable[..., Any]:
     def run_in_executor(self: Any, executor: Any, func: Callable[..., Any], *args: Any) -> Any:
-        if asyncio.iscoroutine(func) or asyncio.iscoroutinefunction(func):
-            # the loop refuses these (asyncio in debug mode, uvloop always): let it see them
-            return original(self, executor, func, *args)
         if _futures_patch() is not None or (
             executor is not None
             and not isinstance(executor, concurrent.futures.ThreadPoolExecutor)
         ):
             # the executor's submit branches (or nothing can); wrap_future joins
+            return original(self, executor, func, *args)
+        if asyncio.iscoroutine(func) or asyncio.iscoroutinefunction(func):
+            # the loop refuses these (asyncio in debug mode, uvloop always): let it see them
             return original(self, executor, func, *args)
         # the futures patch is off: branch here (into the context of ``partial(ctx.run, f)``,
         # which is what asyncio.to_thread passes, else a copy around ``func``)
