@@ -1,10 +1,14 @@
 """Baggage in gRPC binary metadata (``<name>-bin``: gRPC base64-encodes it on the wire).
 
 The key defaults to ``ctxplane-baggage-bin`` (``CTXPLANE_GRPC_METADATA``). Empty baggage sends
-no metadata at all.
+no metadata at all. A server also reads a W3C trace context from the metadata
+(:func:`w3c_inbound`), for callers that send only that.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 from ..baggage import Baggage
 from .limits import (
@@ -15,8 +19,10 @@ from .limits import (
     encode_outbound,
     reject,
 )
+from .tracecontext import has_trace, inbound_ids, inbound_members, inbound_tracestate
+from .w3c import BAGGAGE, TRACEPARENT, TRACESTATE, parse_traceparent
 
-__all__ = ["DEFAULT_METADATA_KEY", "decode_metadata", "encode_metadata"]
+__all__ = ["DEFAULT_METADATA_KEY", "decode_metadata", "encode_metadata", "w3c_inbound"]
 
 DEFAULT_METADATA_KEY = "ctxplane-baggage-bin"
 
@@ -34,3 +40,34 @@ def decode_metadata(
         reject("malformed", "metadata: a -bin key carried text")
         return None
     return decode_inbound(bytes(value), policy, "metadata")
+
+
+_W3C_KEYS = frozenset((TRACEPARENT, TRACESTATE, BAGGAGE))
+
+
+def w3c_inbound(
+    metadata: Iterable[tuple[str, Any]], baggage: Baggage | None, policy: InboundPolicy
+) -> Baggage | None:
+    """``baggage`` (the ctxplane bag read from ``metadata``, or None) with the W3C trace
+    context of ``metadata`` when it carries none: a caller that sends only ``traceparent``
+    (an OpenTelemetry-instrumented service) has its trace continued and its sampled flag
+    honoured as over HTTP, ``tracestate`` and ``baggage`` members taken under the inbound
+    caps. The bag's own trace context wins when both are there (a ctxplane caller's)."""
+    if baggage is not None and has_trace(baggage):
+        return baggage
+    w3c: dict[str, list[str]] | None = None
+    for item in metadata:
+        if item[0] in _W3C_KEYS:
+            if w3c is None:
+                w3c = {}
+            v = item[1]
+            w3c.setdefault(item[0], []).append(v.decode("latin-1") if type(v) is bytes else v)
+    if w3c is None or TRACEPARENT not in w3c:
+        return baggage
+    tp = parse_traceparent(w3c[TRACEPARENT])
+    if tp is None:
+        return baggage
+    ts = inbound_tracestate(w3c.get(TRACESTATE, ()), policy)
+    members = inbound_members(w3c.get(BAGGAGE, ()), policy)
+    base = baggage if baggage is not None else Baggage.empty()
+    return inbound_ids(base, tp.trace_id, tp.parent_id, tp.flags, ts, members)

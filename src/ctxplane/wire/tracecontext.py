@@ -73,6 +73,7 @@ __all__ = [
     "current_traceparent",
     "encode_member",
     "ensure_trace",
+    "has_trace",
     "inbound",
     "inbound_ids",
     "inbound_members",
@@ -181,6 +182,14 @@ _TC_HEADER = bytes((header_prefix(0),)) + encode_unsigned(TRACE_CONTEXT_INDEX)
 _TRACE_FIELD = bytes((header_prefix(1),)) + encode_unsigned(1)
 _LEN16 = encode_unsigned(16)
 _LEN8 = encode_unsigned(8)
+
+
+def has_trace(baggage: Baggage) -> bool:
+    """Whether ``baggage`` carries a trace context (a TraceContextBag holding a trace)."""
+    if _TC_HEADER not in baggage.atoms:
+        return False
+    tc = baggage.get(TraceContextBag)
+    return tc is not None and tc.trace is not None
 
 
 def _segment(atoms: tuple[bytes, ...]) -> tuple[int, int] | None:

@@ -13,7 +13,7 @@ from ...baggage import Baggage
 from ...transit import context as _t
 from ...wire import limits as _limits
 from ...wire.fold import decode_fold, fold_key
-from ...wire.grpc import DEFAULT_METADATA_KEY, decode_metadata, encode_metadata
+from ...wire.grpc import DEFAULT_METADATA_KEY, decode_metadata, encode_metadata, w3c_inbound
 
 # -- settings (read from the configuration by patch()) --------------------------------------
 
@@ -117,13 +117,19 @@ def _value_in(md: Any) -> Any:
 
 
 def _inbound(md: Any) -> Baggage | None:
-    """The accepted baggage in inbound metadata, or None."""
-    if not md or _policy.mode != "accept":
+    """The accepted baggage in inbound metadata, or None; a W3C trace context in the
+    metadata is honoured when the bag carries none (:func:`~ctxplane.wire.grpc.w3c_inbound`)."""
+    if not md:
         return None
-    value = _value_in(md)
-    if value is None:
+    mode = _policy.mode
+    if mode == "drop":
         return None
-    return _decode(value)
+    b = None
+    if mode == "accept":
+        value = _value_in(md)
+        if value is not None:
+            b = _decode(value)
+    return w3c_inbound(md, b, _policy)
 
 
 def _join_from(md: Any, sent: bytes | None, outcome: Any = None) -> None:
