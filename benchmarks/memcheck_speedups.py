@@ -8,10 +8,11 @@ Two modes:
   and the resident memory are compared with their values after a warm-up. A leak of one
   reference per task shows as a million.
 * ``--valgrind``: builds a debug variant of the extension (``-O0 -g``) into a temporary
-  directory and runs a smaller workload (tasks and the atom codec, on good and malformed
-  input) under ``valgrind --tool=memcheck`` with ``PYTHONMALLOC=malloc``; reports the
-  invalid reads/writes, uses of uninitialised values and definitely lost blocks whose stack
-  passes through the extension (CPython's own start-up allocations are not ours).
+  directory and runs a smaller workload (tasks, the atom codec and the trace file's JSON
+  lines, on good and malformed input) under ``valgrind --tool=memcheck`` with
+  ``PYTHONMALLOC=malloc``; reports the invalid reads/writes, uses of uninitialised values
+  and definitely lost blocks whose stack passes through the extension (CPython's own
+  start-up allocations are not ours).
 
     python benchmarks/memcheck_speedups.py [--tasks 1000000]
     python benchmarks/memcheck_speedups.py --valgrind [--tasks 3000]
@@ -79,6 +80,53 @@ def _codec_workload(rounds: int) -> None:
             lexvarint.decode_signed(b"\xff")
 
 
+class _LinesSink:
+    """A sink that takes JSON lines (so the flush thread's C formatter builds them)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, records: Any) -> None:
+        self.count += len(records)
+
+    def export_lines(self, text: str, count: int) -> None:
+        self.count += count
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _lines_workload(rounds: int) -> None:
+    # the trace file's lines in C (lines.c): events with odd strings and attributes of every
+    # kind, a join of many parents, and shapes the C code refuses (the reference takes them)
+    import ctxplane
+    from ctxplane.tracing import api, recorder
+
+    odd = 'q"uote \\ \n \u00e9 \U0001f600 \x01'
+    sink = _LinesSink()
+    api.start([sink], service="memcheck", interval=3600)
+    try:
+        for r in range(rounds):
+            async def child(i: int) -> None:
+                ctxplane.event(f"child {i}", n=i, s=odd, b=True)
+
+            async def fan_out() -> None:
+                with ctxplane.span(odd, **{odd: odd, "f": 1.5, "none": None, "l": [1, "a"]}):
+                    await asyncio.gather(*(child(i) for i in range(20)))
+
+            asyncio.run(fan_out())
+            rec = recorder.recorder
+            items = list(rec.buf)
+            eu, *rest = items[0]
+            for bad in ([(eu, *rest[:4], 2**64 + r, *rest[5:])], [list(items[0])], ["x"]):
+                with contextlib.suppress(OverflowError, TypeError):
+                    recorder._format_lines(bad, rec.traces, rec._gen, rec._eu_parts,
+                                           recorder._json_str, recorder._attrs_text)  # fmt: skip
+            recorder.flush()
+    finally:
+        api.stop()
+
+
 def run(n: int) -> dict[str, int]:
     """The workload in this interpreter; returns the figures before and after."""
     global _FIVE
@@ -107,6 +155,7 @@ def run(n: int) -> dict[str, int]:
     with context.use(Baggage.empty()):
         asyncio.run(main())
     _codec_workload(1000 if n >= 100000 else 50)
+    _lines_workload(200 if n >= 100000 else 5)
     return out
 
 
@@ -143,7 +192,7 @@ def valgrind(n: int) -> int:
             f.write(proc.stderr)
     records = re.split(r"\n==\d+== ?\n", proc.stderr)
     # frames of the extension: its sources (debug info) or its shared object
-    ours = [r for r in records if re.search(r"\((codec|task|module)\.c:\d+\)|_speedups\.", r)]
+    ours = [r for r in records if re.search(r"\((codec|lines|task|module)\.c:\d+\)|_speedups\.", r)]
     errors = [r for r in ours if re.search(r"Invalid (read|write|free)|uninitialised", r)]
     lost = [r for r in ours if "definitely lost" in r]
     summary = re.search(r"ERROR SUMMARY: .*", proc.stderr)

@@ -4,10 +4,13 @@ docs/trace-format.md), whatever the names, labels and attributes hold."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import ctxplane
 from ctxplane.tracing import api, recorder
@@ -103,3 +106,51 @@ def test_long_lines_cross_write_chunks(tmp_path: Path) -> None:
     got = [json.loads(line)["i"] for line in path.read_text().splitlines()]
     assert got == list(range(20))
     assert sink.written == 20
+
+
+def _gather_join() -> None:
+    async def child(i: int) -> None:
+        ctxplane.event(f"child {i}")
+
+    async def main() -> None:
+        with ctxplane.span("fan-out"):
+            await asyncio.gather(*(child(i) for i in range(20)))  # a join of 20 parents
+            ctxplane.event("after")
+
+    asyncio.run(main())
+
+
+@pytest.mark.skipif(recorder._format_lines is None, reason="the compiled speedups are not built")
+def test_compiled_lines_are_the_reference_lines() -> None:
+    """The C formatter writes exactly what the pure-Python reference writes, odd strings,
+    attribute values of every kind, many-parent joins and stale per-EU parts included."""
+    api.start([], service=ODD, version="1.0" + ODD, namespace="ns", interval=3600)
+    try:
+        _events()
+        _gather_join()
+        rec = recorder.recorder
+        items = list(rec.buf)
+        rec.buf.clear()
+        assert len(items) >= 40
+        assert max(len(item[6]) for item in items) > 16  # (beyond the C stack buffer)
+        for _ in range(2):  # second time: every EU's parts are stale and made again
+            pure = rec.lines_pure(items)
+            native = recorder._format_lines(
+                items, rec.traces, rec._gen, rec._eu_parts, recorder._json_str,
+                recorder._attrs_text,
+            )  # fmt: skip
+            assert native == pure
+            assert rec._lines(items) == pure
+            rec._gen += 1
+        # shapes the C code refuses (ids beyond 64 bits, a non-tuple) fall back to the reference
+        eu, *rest = items[0]
+        odd = [(eu, *rest[:4], 2**64 + 5, *rest[5:])]
+        with pytest.raises(OverflowError):
+            recorder._format_lines(odd, rec.traces, rec._gen, rec._eu_parts,
+                                   recorder._json_str, recorder._attrs_text)  # fmt: skip
+        assert rec._lines(odd) == rec.lines_pure(odd) and f"{2**64 + 5:016x}" in rec._lines(odd)
+        with pytest.raises(TypeError):
+            recorder._format_lines([list(items[0])], rec.traces, rec._gen, rec._eu_parts,
+                                   recorder._json_str, recorder._attrs_text)  # fmt: skip
+    finally:
+        api.stop()

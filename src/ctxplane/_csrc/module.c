@@ -47,6 +47,8 @@ exec_module(PyObject *module)
         return -1;
     if (cp_task_init(module) < 0)
         return -1;
+    if (cp_lines_init(module) < 0)
+        return -1;
     return 0;
 }
 
@@ -58,8 +60,8 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT,
     .m_name = "ctxplane._speedups",
-    .m_doc = "ctxplane's compiled accelerator (optional): the atom codec, lexvarints and the "
-             "asyncio task type. The pure-Python modules are the reference.",
+    .m_doc = "ctxplane's compiled accelerator (optional): the atom codec, lexvarints, the "
+             "asyncio task type and the trace file's JSON lines. The pure-Python modules are the reference.",
     .m_size = 0,
     .m_slots = slots,
 };

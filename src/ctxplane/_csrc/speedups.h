@@ -18,6 +18,9 @@ PyObject *cp_baggage_error(PyObject *message);
 /* codec.c */
 extern PyMethodDef cp_codec_methods[];
 
+/* lines.c */
+int cp_lines_init(PyObject *module);
+
 /* task.c */
 int cp_task_init(PyObject *module);
 extern PyMethodDef cp_task_methods[];

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from math import isfinite as _isfinite
 from typing import Any
 
+from .._native import speedups as _speedups
 from .._report import problem
 from ..baggage import Baggage
 from ..transit import context as _t
@@ -50,6 +51,7 @@ _F1 = _x._F1
 _F2 = _x._F2
 _Baggage = Baggage
 _Frame = _t.Frame
+_format_lines = getattr(_speedups, "format_lines", None)  # the C twin of Recorder._lines
 _set = _t._frame.set  # the transit ContextVar (the frame keeps the running execution)
 _replace = _x.replace
 _read = _x.read
@@ -208,7 +210,7 @@ class Recorder:
                     export_lines = getattr(sink, "export_lines", None)
                     if export_lines is not None:
                         if text is None:
-                            text = "".join(map(self._line, items))
+                            text = self._lines(items)
                         export_lines(text, n)
                     else:
                         if records is None:
@@ -217,6 +219,23 @@ class Recorder:
                 except Exception:
                     problem(f"trace sink {type(sink).__name__}", "ctxplane.tracing",
                             "these events are lost for it")
+
+    def _lines(self, items: list[tuple[Any, ...]]) -> str:
+        # the JSON lines of ``items``: in C when the speedups are in use (the same text as
+        # _line's, tested), else, or if the C code refuses an item's shape, with _line
+        if _format_lines is not None:
+            try:
+                text: str = _format_lines(
+                    items, self.traces, self._gen, self._eu_parts, _json_str, _attrs_text
+                )
+                return text
+            except Exception:
+                pass
+        return self.lines_pure(items)
+
+    def lines_pure(self, items: list[tuple[Any, ...]]) -> str:
+        """The JSON lines of buffered events, built by the pure-Python reference."""
+        return "".join(map(self._line, items))
 
     def _line(self, item: tuple[Any, ...]) -> str:
         # the JSON line json.dumps(self._record(item), separators=(",", ":"),
@@ -244,12 +263,9 @@ class Recorder:
         if in_span:
             line += f',"in_span":"{in_span:016x}"'
         if attrs:
-            if _PLAIN_TYPES.issuperset(map(type, attrs.values())):  # (the common case)
-                line += ',"attrs":' + _encode(attrs)
-            else:
-                a = {k: _json_value(v) for k, v in attrs.items() if v is not None}
-                if a:
-                    line += ',"attrs":' + _encode(a)
+            a = _attrs_text(attrs)
+            if a:
+                line += ',"attrs":' + a
         return line + "}\n"
 
     def _eu_parts(self, eu: EU) -> None:
@@ -314,6 +330,14 @@ _encode_str = json.encoder.encode_basestring
 
 
 _PLAIN_TYPES = frozenset((str, int, bool))  # attribute values written as they are
+
+
+def _attrs_text(attrs: dict[str, Any]) -> str:
+    # the JSON object of an event's attributes ("" when none is left to write)
+    if _PLAIN_TYPES.issuperset(map(type, attrs.values())):  # (the common case)
+        return _encode(attrs)
+    a = {k: _json_value(v) for k, v in attrs.items() if v is not None}
+    return _encode(a) if a else ""
 
 
 def _json_str(v: Any) -> str:
