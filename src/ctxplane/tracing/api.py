@@ -60,6 +60,8 @@ _rand = _rng.getrandbits
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_rng.seed)
 _HEADER = _x.HEADER
+_frame_get = _t._frame.get
+_EMPTY_FRAME = _t._EMPTY_FRAME
 _record = _r.record
 _span_var = _r._span_var
 _sampler = Sampler(1.0, None, "always")
@@ -112,8 +114,8 @@ _UNSAMPLED_SIZE = 256
 def _root() -> bool:
     """Start a trace in the active baggage if it has no trace context (the edge); returns
     whether the active baggage is now traced (sampled)."""
-    b = _t.current()
-    if _HEADER in b.atoms:
+    b = _frame_get(_EMPTY_FRAME).baggage
+    if _HEADER in b._atoms:
         return True
     if _unsampled.get(id(b)) is b:
         return False
@@ -204,10 +206,10 @@ def server_enter(
     return _open(name, "server", attrs, parent)
 
 
-def traced() -> bool:
-    """Whether the running code's trace is sampled, deciding at the edge when it has no trace
-    context yet (patches test it before building a span's attributes)."""
-    return _root()
+traced = _root
+"""Whether the running code's trace is sampled, deciding at the edge when it has no trace
+context yet (patches test it before building a span's attributes; ``_root`` itself, without
+a call in between: it runs on every request)."""
 
 
 def client_start(name: str, attrs: dict[str, Any] | None) -> Span | None:
