@@ -16,14 +16,17 @@ process, under five variants; and one recorded event.
     to a file (``ConsoleSpanExporter``) + its aiohttp client/server or gRPC client/server
     instrumentation: the same work (spans recorded and written to a file).
 
-Each round runs three child processes: ``bare``, ``otel`` (instrumentation is process-global
-and OpenTelemetry's cannot be undone) and ``ctxplane``, in which ``untraced``, ``unsampled``
-and ``sampled`` alternate block by block (tracing is turned on and off between blocks, the
-patches stay), so that the comparisons the targets are about are made under the same noise.
-The order of the children rotates from round to round. Figures are medians of per-call CPU
-time of the whole process, flush thread included (steadier than wall time on a busy host); the
-timed window ends with the export of what is still buffered (ctxplane's flush,
-OpenTelemetry's ``force_flush``), so that every call's export work is counted.
+Each round runs one child process per transport, in which the five variants take turns
+block by block, in an order that rotates from block to block: before each block the variant's
+instrumentation is installed (ctxplane's patches, tracing on or off, OpenTelemetry's
+instrumentors - all of which can be removed again) and a fresh server and client are made,
+so every comparison is made in one process under the same noise (separate processes for bare
+and OpenTelemetry made the bare aiohttp request look slower than ctxplane's untraced one).
+Each child first makes calls for ``--warmup`` seconds (a process's first seconds run slower).
+Figures are medians of per-call CPU time of the whole process, flush thread and gRPC's own
+threads included (steadier than wall time on a busy host); the timed window ends with the
+export of what is still buffered (ctxplane's flush, OpenTelemetry's ``force_flush``), so that
+every call's export work is counted.
 Then ``event``: the cost of ``ctxplane.event()`` inside a sampled span.
 
 Targets (issue 9): unsampled <= 1.02x untraced; sampled adds less than half of what
@@ -59,33 +62,31 @@ TRANSPORTS = ("aiohttp", "grpc")
 CHILD = r'''
 import asyncio, gc, json, os, sys, time
 import statistics
-kind, transport, calls, blocks, trace_path = (sys.argv[1], sys.argv[2], int(sys.argv[3]),
-                                              int(sys.argv[4]), sys.argv[5])
+transport, calls, blocks, trace_path, warmup = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                                                sys.argv[4], float(sys.argv[5]))
+variants = ["bare", "untraced", "unsampled", "sampled", "otel"]
+if os.environ.get("BENCH_ONLY"):  # (--instructions: one variant per process)
+    variants = [os.environ["BENCH_ONLY"]]
 
-if kind == "ctxplane":
-    from ctxplane.patches import aiohttp_, asyncio_, grpc_
-    asyncio_.patch(); aiohttp_.patch(); grpc_.patch()
-    from ctxplane.tracing import api, recorder
-    from ctxplane.tracing.sinks import FileSink
-    variants = ["untraced", "unsampled", "sampled"]
-    if os.environ.get("BENCH_ONLY"):  # (--instructions: one variant per process)
-        variants = [os.environ["BENCH_ONLY"]]
+from ctxplane.patches import aiohttp_, asyncio_, grpc_
+from ctxplane.tracing import api, recorder
+from ctxplane.tracing.sinks import FileSink
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+otel_path = trace_path + ".otel"
+otel_out = open(otel_path, "w")
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=otel_out)))
+trace.set_tracer_provider(provider)
+if transport == "aiohttp":
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+    instrumentors = [AioHttpClientInstrumentor(), AioHttpServerInstrumentor()]
 else:
-    variants = [kind]
-if kind == "otel":
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=open(trace_path, "w"))))
-    trace.set_tracer_provider(provider)
-    if transport == "aiohttp":
-        from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-        from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
-        AioHttpClientInstrumentor().instrument(); AioHttpServerInstrumentor().instrument()
-    else:
-        from opentelemetry.instrumentation import grpc as og
-        og.GrpcInstrumentorClient().instrument(); og.GrpcInstrumentorServer().instrument()
+    from opentelemetry.instrumentation import grpc as og
+    instrumentors = [og.GrpcInstrumentorClient(), og.GrpcInstrumentorServer()]
 
 from ctxplane.baggage import Baggage
 from ctxplane.transit import context
@@ -95,27 +96,24 @@ from ctxplane.wire import tracecontext as tc
 # sampled or not as the variant says (decided upstream)
 BASES = {f: tc.inbound_ids(Baggage.empty(), "4bf92f3577b34da6a3ce929d0e0e4736",
                            "00f067aa0ba902b7", f | 2) for f in (0, 1)}
-lines = 0
+lines = {"sampled": 0, "otel": 0}
 
 
 def begin(variant):
-    # turn tracing on for the variant (a fresh file each block); the baggage it starts from
+    # instrument for the variant (servers and clients are made after this), start tracing
+    for p in (asyncio_, aiohttp_, grpc_):
+        p.unpatch()
+    for i in instrumentors:
+        if i.is_instrumented_by_opentelemetry:
+            i.uninstrument()
+    if variant in ("untraced", "unsampled", "sampled"):
+        asyncio_.patch(); aiohttp_.patch(); grpc_.patch()
     if variant in ("unsampled", "sampled"):
         api.start([FileSink(trace_path)], service="bench")
-    return BASES[1 if variant == "sampled" else 0]
-
-
-def end(variant):
-    global lines
-    if variant in ("unsampled", "sampled"):
-        api.stop()
-        n = sum(1 for _ in open(trace_path)) if os.path.exists(trace_path) else 0
-        os.unlink(trace_path) if os.path.exists(trace_path) else None
-        if variant == "unsampled":
-            assert n == 0, n  # nothing recorded
-        else:
-            assert n > 0  # every call recorded
-            lines += n
+    if variant == "otel":
+        for i in instrumentors:
+            i.instrument()
+    return BASES[1 if variant in ("sampled", "otel") else 0]
 
 
 def drain(variant):
@@ -127,28 +125,36 @@ def drain(variant):
         provider.force_flush()
 
 
+def end(variant):
+    if variant in ("unsampled", "sampled"):
+        api.stop()
+        n = sum(1 for _ in open(trace_path)) if os.path.exists(trace_path) else 0
+        os.unlink(trace_path) if os.path.exists(trace_path) else None
+        if variant == "unsampled":
+            assert n == 0, n  # nothing recorded
+        else:
+            assert n > 0  # every call recorded
+            lines["sampled"] += n
+    if variant == "otel":
+        otel_out.flush()
+        lines["otel"] = os.path.getsize(otel_path)
+
+
 def order(block):
-    # blocks alternate forwards and backwards: each variant sits early and late alike
-    return variants if block % 2 == 0 else variants[::-1]
+    # the variants rotate from block to block: each sits early and late alike
+    k = block % len(variants)
+    return variants[k:] + variants[:k]
 
 
-def measure(make_one):
-    out = {v: [] for v in variants}
-    for block in range(blocks):
-        for v in order(block):
-            one = make_one(begin(v))
-            for _ in range(30):
-                one()
-            gc.collect()
-            cpu = time.process_time()
-            for _ in range(calls):
-                one()
-            drain(v)
-            out[v].append((time.process_time() - cpu) / calls * 1e6)
-            end(v)
-    return out
+def timed(run_calls, variant):
+    gc.collect()
+    cpu = time.process_time()
+    run_calls(calls)
+    drain(variant)
+    return (time.process_time() - cpu) / calls * 1e6
 
 
+out = {v: [] for v in variants}
 if transport == "aiohttp":
     import aiohttp
     from aiohttp import web
@@ -156,64 +162,86 @@ if transport == "aiohttp":
     async def handler(request):
         return web.Response(text="ok")
 
-    async def main():
-        app = web.Application()
+    async def one_block(variant, seconds=0.0):
+        base = begin(variant)
+        app = web.Application()  # (after begin: OpenTelemetry's server instrumentation)
         app.router.add_get("/", handler)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
-        out = {v: [] for v in variants}
         async with aiohttp.ClientSession() as session:
-            for block in range(blocks):
-                for v in order(block):
-                    base = begin(v)
-
-                    async def one():
-                        with context.use(base):
-                            async with session.get(url) as r:
-                                await r.read()
-                    for _ in range(30):
-                        await one()
-                    gc.collect()
-                    cpu = time.process_time()
-                    for _ in range(calls):
-                        await one()
-                    drain(v)
-                    out[v].append((time.process_time() - cpu) / calls * 1e6)
-                    end(v)
+            async def one():
+                with context.use(base):
+                    async with session.get(url) as r:
+                        await r.read()
+            until = time.perf_counter() + seconds
+            while True:
+                for _ in range(30):
+                    await one()
+                if time.perf_counter() >= until:
+                    break
+            gc.collect()
+            cpu = time.process_time()
+            for _ in range(calls):
+                await one()
+            drain(variant)
+            us = (time.process_time() - cpu) / calls * 1e6
         await runner.cleanup()
-        return out
+        end(variant)
+        return us
 
-    us = asyncio.run(main())
+    async def main():
+        await one_block(variants[0], warmup)  # the process settles (its first seconds are slower)
+        for block in range(blocks):
+            for v in order(block):
+                out[v].append(await one_block(v))
+
+    asyncio.run(main())
 else:
     from concurrent import futures
     import grpc
 
-    server = grpc.server(futures.ThreadPoolExecutor(2))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "bench.Svc", {"UU": grpc.unary_unary_rpc_method_handler(lambda r, c: r)}),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    call = channel.unary_unary("/bench.Svc/UU")
+    def one_block(variant, seconds=0.0):
+        base = begin(variant)
+        server = grpc.server(futures.ThreadPoolExecutor(2))  # (after begin, as for aiohttp)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "bench.Svc", {"UU": grpc.unary_unary_rpc_method_handler(lambda r, c: r)}),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        call = channel.unary_unary("/bench.Svc/UU")
 
-    def make_one(base):
         def one():
             with context.use(base):
                 call(b"x", timeout=10)
-        return one
+        until = time.perf_counter() + seconds
+        while True:
+            for _ in range(30):
+                one()
+            if time.perf_counter() >= until:
+                break
+        gc.collect()
+        cpu = time.process_time()
+        for _ in range(calls):
+            one()
+        drain(variant)
+        us = (time.process_time() - cpu) / calls * 1e6
+        channel.close()
+        server.stop(None)
+        end(variant)
+        return us
 
-    us = measure(make_one)
-    channel.close()
-    server.stop(None)
+    one_block(variants[0], warmup)
+    for block in range(blocks):
+        for v in order(block):
+            out[v].append(one_block(v))
 
-if kind == "otel":
-    provider.shutdown()
-    lines = sum(1 for _ in open(trace_path)) if os.path.exists(trace_path) else 0
-print(json.dumps({"us": {v: statistics.median(x) for v, x in us.items()}, "lines": lines}))
+provider.shutdown()
+print(json.dumps({"us": {v: statistics.median(x) for v, x in out.items()}, "lines": lines}))
 '''
+
 
 EVENT = r'''
 import json, statistics, time
@@ -256,10 +284,9 @@ def instructions(transport: str, variant: str, calls: int, path: str) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTXPLANE_")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     env["BENCH_ONLY"] = variant
-    kind = variant if variant in ("bare", "otel") else "ctxplane"
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-         "-c", CHILD, kind, transport, str(calls), "1", path],
+         "-c", CHILD, transport, str(calls), "1", path, "0"],
         env=env, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     if out.returncode != 0:
@@ -310,7 +337,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--blocks", type=int, default=4,
-                        help="blocks of each ctxplane variant per round (alternating)")
+                        help="blocks per round: each measures every variant, in rotating order")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds of calls each child makes before it measures")
     parser.add_argument("--instructions", action="store_true",
                         help="count instructions under callgrind instead (deterministic; "
                         "needs valgrind; --calls N runs N/4 and N calls per variant)")
@@ -319,18 +348,14 @@ def main() -> None:
         main_instructions(max(1, args.calls // 4), args.calls)
         return
     us: dict[tuple[str, str], list[float]] = {}
-    kinds = ["bare", "ctxplane", "otel"]
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            for t in TRANSPORTS:
-                for k in kinds[r % 3 :] + kinds[: r % 3]:
-                    path = str(Path(tmp) / f"{t}-{k}-{r}.jsonl")
-                    blocks = args.blocks if k == "ctxplane" else 1
-                    res = child(CHILD, k, t, str(args.calls), str(blocks), path)
-                    for v, x in res["us"].items():
-                        us.setdefault((t, v), []).append(x)
-                    if k != "bare":  # sampled and otel record every call
-                        assert res["lines"] > 0, (t, k, res)
+            for t in TRANSPORTS if r % 2 == 0 else TRANSPORTS[::-1]:
+                path = str(Path(tmp) / f"{t}-{r}.jsonl")
+                res = child(CHILD, t, str(args.calls), str(args.blocks), path, str(args.warmup))
+                for v, x in res["us"].items():
+                    us.setdefault((t, v), []).append(x)
+                assert res["lines"]["sampled"] > 0 and res["lines"]["otel"] > 0, (t, res)
             print(f"round {r + 1}/{args.rounds} done", flush=True)
         event = child(EVENT, str(Path(tmp) / "event.jsonl"))
     med = {k: statistics.median(v) for k, v in us.items()}

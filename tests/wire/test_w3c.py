@@ -643,3 +643,22 @@ def test_prop_extract_inject_never_raise(headers: list[tuple[str, str]]) -> None
     ctx = extract(headers)
     sent = collect(ctx)
     assert [n for n, _ in sent].count("traceparent") == 1
+
+
+def test_has_trace_reads_the_atoms() -> None:
+    """has_trace: a TraceContextBag with a trace; not one with W3C members only, nor none."""
+    from ctxplane.baggage import Baggage
+    from ctxplane.wire import tracecontext as tc
+
+    empty = Baggage.empty()
+    traced = tc.inbound_ids(empty, "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", 1)
+    members_only = Baggage.of(
+        tc.TraceContextBag(members={"tenant": tc.encode_member(w3c.BaggageMember("tenant", "a"))})
+    )
+    assert not tc.has_trace(empty)
+    assert tc.has_trace(traced)
+    assert tc.has_trace(Baggage.from_bytes(traced.to_bytes()))
+    assert members_only.get(tc.TraceContextBag) is not None
+    assert not tc.has_trace(members_only)
+    both = tc.inbound_ids(members_only, "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", 1)
+    assert tc.has_trace(both) and both.get(tc.TraceContextBag).members

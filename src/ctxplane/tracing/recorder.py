@@ -52,6 +52,8 @@ _F2 = _x._F2
 _Baggage = Baggage
 _Frame = _t.Frame
 _format_lines = getattr(_speedups, "format_lines", None)  # the C twin of Recorder._lines
+_frame_get = _t._frame.get
+_EMPTY_FRAME = _t._EMPTY_FRAME
 _set = _t._frame.set  # the transit ContextVar (the frame keeps the running execution)
 _replace = _x.replace
 _read = _x.read
@@ -376,7 +378,7 @@ def record(
 
     ``extra`` is ``(span id, parent span id or 0, span kind)`` on ``span-start`` and
     ``(span id, status)`` on ``span-end``; ``in_span`` overrides the innermost open span."""
-    if _HEADER not in _current().atoms:
+    if _HEADER not in _frame_get(_EMPTY_FRAME).baggage._atoms:  # (no calls: every event)
         return 0
     f = _own_frame()
     b = f.baggage
@@ -481,8 +483,8 @@ def flush() -> None:
 def on_join() -> None:
     """Transit's join hook: after a join changed the active baggage, record a ``join`` event
     when the joined X-Trace parent set has several members."""
-    b = _t.current()
-    if _HEADER not in b.atoms:
+    b = _frame_get(_EMPTY_FRAME).baggage
+    if _HEADER not in b._atoms:
         return
     x = _read(b)
     if x is not None and len(x[1]) > 1:

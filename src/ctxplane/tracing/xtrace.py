@@ -50,7 +50,7 @@ def _is_level0_header(a: bytes) -> bool:
 
 def segment(b: Baggage) -> tuple[int, int] | None:
     """Where the bag's atoms are in ``b``: ``(start, end)`` of its level-0 segment, or None."""
-    atoms = b.atoms
+    atoms = b._atoms  # (the attribute behind Baggage.atoms: this runs at every event)
     if HEADER not in atoms:
         return None
     start = atoms.index(HEADER)
@@ -74,7 +74,7 @@ def read(b: Baggage) -> tuple[int, tuple[int, ...], tuple[int, int]] | None:
     if seg is None:
         return None
     start, end = seg
-    atoms = b.atoms
+    atoms = b._atoms
     # the simple form: F1, one task atom, then F2 and parent atoms (any number), or nothing
     n = end - start
     if (
