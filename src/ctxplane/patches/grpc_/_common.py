@@ -331,11 +331,15 @@ def _code_of(outcome: Any) -> Any:
     return code if isinstance(code, grpc.StatusCode) else None
 
 
+_STATUS_NUMBER = {c: c.value[0] for c in grpc.StatusCode}  # (Enum.value is a Python property)
+_OK = grpc.StatusCode.OK
+
+
 def _rpc_end(tr: Any, sp: Any, code: Any, error: BaseException | None) -> None:
     attrs: dict[str, Any] = {}
     if code is not None:
-        attrs["rpc.grpc.status_code"] = code.value[0]
-        if code is not grpc.StatusCode.OK:
+        attrs["rpc.grpc.status_code"] = _STATUS_NUMBER[code]
+        if code is not _OK:
             attrs["error.type"] = code.name
     elif error is not None:
         attrs["error.type"] = type(error).__qualname__
