@@ -193,7 +193,8 @@ if transport == "aiohttp":
         return us
 
     async def main():
-        await one_block(variants[0], warmup)  # the process settles (its first seconds are slower)
+        if warmup > 0:
+            await one_block(variants[0], warmup)  # the process settles (first seconds are slower)
         for block in range(blocks):
             for v in order(block):
                 out[v].append(await one_block(v))
@@ -233,7 +234,8 @@ else:
         end(variant)
         return us
 
-    one_block(variants[0], warmup)
+    if warmup > 0:
+        one_block(variants[0], warmup)
     for block in range(blocks):
         for v in order(block):
             out[v].append(one_block(v))
