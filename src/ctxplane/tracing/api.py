@@ -235,6 +235,11 @@ def rpc_server_enter(
 
 def traceparent(sp: Span) -> str:
     """The W3C ``traceparent`` naming ``sp`` as the parent (for carriers of W3C context)."""
+    eu = _r._eu_get(None)
+    if eu is not None and eu.ex is _t.own_frame().ex:  # the trace id its last event learnt
+        trace_id = _r.rec.traces.get(eu.task)
+        if trace_id is not None:
+            return f"00-{trace_id}-{sp.id:016x}-01"
     tc = _t.current().get(_tc.TraceContextBag)
     tp = tc.traceparent if tc is not None else None
     trace = tp.trace_id if tp is not None else f"{_rand(128) or 1:032x}"

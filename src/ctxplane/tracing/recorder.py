@@ -104,15 +104,21 @@ _span_var: contextvars.ContextVar[Any] = contextvars.ContextVar("ctxplane_trace_
 _span_get = _span_var.get
 
 
+_main_kind = ""  # "main" or "process" (a multiprocessing child): asked once per process
+
+
 def _kind_of(ex: Any) -> tuple[str, str]:
+    global _main_kind
     get_name = getattr(ex, "get_name", None)
     if get_name is not None:
         return "task", str(get_name())
     th = threading.current_thread()
     if th is threading.main_thread():
-        mp = sys.modules.get("multiprocessing")
-        child = mp is not None and mp.parent_process() is not None
-        return ("process" if child else "main"), th.name
+        if not _main_kind:
+            mp = sys.modules.get("multiprocessing")
+            child = mp is not None and mp.parent_process() is not None
+            _main_kind = "process" if child else "main"
+        return _main_kind, th.name
     return "thread", th.name
 
 
@@ -516,6 +522,8 @@ def _register_mp_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
+    global _main_kind
+    _main_kind = ""
     _rng.seed()
     rec.after_fork_in_child()
 
