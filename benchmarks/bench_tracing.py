@@ -290,6 +290,7 @@ def instructions(transport: str, variant: str, calls: int, path: str) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTXPLANE_")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     env["BENCH_ONLY"] = variant
+    env["PYTHONHASHSEED"] = "0"  # the same dict probing in every child: repeatable counts
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
          "-c", CHILD, transport, str(calls), "1", path, "0"],

@@ -87,6 +87,19 @@ w_int(writer *w, PyObject *v)
     return r;
 }
 
+/* fn(arg), which must return a str (new reference), or NULL with an exception set. */
+static PyObject *
+call_str(PyObject *fn, PyObject *arg)
+{
+    PyObject *s = PyObject_CallOneArg(fn, arg);
+    if (s != NULL && !PyUnicode_Check(s)) {
+        Py_DECREF(s);
+        PyErr_SetString(PyExc_TypeError, "format_lines: a formatter returned a non-str");
+        return NULL;
+    }
+    return s;
+}
+
 /* A str as json.dumps(ensure_ascii=False) writes it: copied between quotes when no character
  * needs escaping, else through json_str. Anything but an exact str goes through json_str. */
 static int
@@ -108,14 +121,9 @@ w_json_str(writer *w, PyObject *v, PyObject *json_str)
             return 0;
         }
     }
-    PyObject *s = PyObject_CallOneArg(json_str, v);
+    PyObject *s = call_str(json_str, v);
     if (s == NULL)
         return -1;
-    if (!PyUnicode_Check(s)) {
-        Py_DECREF(s);
-        PyErr_SetString(PyExc_TypeError, "json_str returned a non-str");
-        return -1;
-    }
     int r = w_str(w, s);
     Py_DECREF(s);
     return r;
@@ -167,14 +175,9 @@ w_attrs(writer *w, PyObject *attrs, PyObject *json_str, PyObject *attrs_text)
             return W_LIT(w, "}");
         }
     }
-    PyObject *s = PyObject_CallOneArg(attrs_text, attrs);
+    PyObject *s = call_str(attrs_text, attrs);
     if (s == NULL)
         return -1;
-    if (!PyUnicode_Check(s)) {
-        Py_DECREF(s);
-        PyErr_SetString(PyExc_TypeError, "attrs_text returned a non-str");
-        return -1;
-    }
     int r = 0;
     if (PyUnicode_GET_LENGTH(s) > 0)
         r = (W_LIT(w, ",\"attrs\":") < 0 || w_str(w, s) < 0) ? -1 : 1;
