@@ -256,18 +256,21 @@ class Baggage:
             result = self._splice(at, at, (header, *content)) if content else self
             if result is self:
                 return self
-        if self._first_marker() < 0 and _atoms.OVERFLOW_MARKER not in content:
-            kept = self._parsed_elsewhere(header)
+        kept = self._parsed_elsewhere(header, content)
+        if kept is not None:
             kept[cls] = bag if content else None
             result._bags = kept
-        # else: an overflow marker decides which bags read as overflowed, the new one too:
-        # they are parsed from the copy's atoms when read
         return result
 
-    def _parsed_elsewhere(self, header: bytes) -> dict[type[Bag], Bag | None]:
+    def _parsed_elsewhere(
+        self, header: bytes, content: tuple[bytes, ...]
+    ) -> dict[type[Bag], Bag | None] | None:
         """The bags this value has parsed, but the one at level-0 ``header``: still valid in a
-        copy that differs only in that bag's segment, when neither holds an overflow marker
-        (a bag's overflow flag depends on where the marker is; the callers check)."""
+        copy whose only change is that bag's segment, now ``content``. None when an overflow
+        marker is in this value or in ``content``: the marker decides which bags read as
+        overflowed, so the copy's bags are then parsed from its atoms when read."""
+        if self._first_marker() >= 0 or _atoms.OVERFLOW_MARKER in content:
+            return None
         cache = self._bags
         if not cache:
             return {}
@@ -292,8 +295,8 @@ class Baggage:
         """A copy with the level-0 segment ``seg`` (whose header is absent) inserted in order."""
         at = self._insertion(seg[0])
         result = self._splice(at, at, seg)
-        if self._bags and self._first_marker() < 0 and _atoms.OVERFLOW_MARKER not in seg:
-            result._bags = self._parsed_elsewhere(seg[0]) or None
+        if self._bags:
+            result._bags = self._parsed_elsewhere(seg[0], seg) or None
         return result
 
     def without(self, cls: type[Bag]) -> Baggage:

@@ -20,7 +20,7 @@ from .limits import (
     reject,
 )
 from .tracecontext import has_trace, inbound_ids, inbound_members, inbound_tracestate
-from .w3c import BAGGAGE, TRACEPARENT, TRACESTATE, parse_traceparent
+from .w3c import BAGGAGE, TRACEPARENT, TRACESTATE, fields, parse_traceparent
 
 __all__ = ["DEFAULT_METADATA_KEY", "decode_metadata", "encode_metadata", "w3c_inbound"]
 
@@ -42,9 +42,6 @@ def decode_metadata(
     return decode_inbound(bytes(value), policy, "metadata")
 
 
-_W3C_KEYS = frozenset((TRACEPARENT, TRACESTATE, BAGGAGE))
-
-
 def w3c_inbound(
     metadata: Iterable[tuple[str, Any]], baggage: Baggage | None, policy: InboundPolicy
 ) -> Baggage | None:
@@ -55,19 +52,11 @@ def w3c_inbound(
     caps. The bag's own trace context wins when both are there (a ctxplane caller's)."""
     if baggage is not None and has_trace(baggage):
         return baggage
-    w3c: dict[str, list[str]] | None = None
-    for item in metadata:
-        if item[0] in _W3C_KEYS:
-            if w3c is None:
-                w3c = {}
-            v = item[1]
-            w3c.setdefault(item[0], []).append(v.decode("latin-1") if type(v) is bytes else v)
-    if w3c is None or TRACEPARENT not in w3c:
-        return baggage
-    tp = parse_traceparent(w3c[TRACEPARENT])
+    found = fields(metadata)
+    tp = parse_traceparent(found[TRACEPARENT])
     if tp is None:
         return baggage
-    ts = inbound_tracestate(w3c.get(TRACESTATE, ()), policy)
-    members = inbound_members(w3c.get(BAGGAGE, ()), policy)
+    ts = inbound_tracestate(found[TRACESTATE], policy)
+    members = inbound_members(found[BAGGAGE], policy)
     base = baggage if baggage is not None else Baggage.empty()
     return inbound_ids(base, tp.trace_id, tp.parent_id, tp.flags, ts, members)

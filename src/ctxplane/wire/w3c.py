@@ -55,6 +55,7 @@ __all__ = [
     "TraceParent",
     "TraceState",
     "extract",
+    "fields",
     "format_baggage",
     "format_traceparent",
     "format_tracestate",
@@ -402,6 +403,18 @@ class TraceContext:
     valid_inbound: bool = False
 
 
+def fields(headers: Headers) -> dict[str, list[str]]:
+    """The values of ``traceparent``, ``tracestate`` and ``baggage`` in ``headers`` (names
+    matched case-insensitively, ``bytes`` decoded as Latin-1), in one pass, by name; a name
+    absent has an empty list."""
+    found: dict[str, list[str]] = {TRACEPARENT: [], TRACESTATE: [], BAGGAGE: []}
+    for n, v in _pairs(headers):
+        values = found.get(_text(n).lower())
+        if values is not None:
+            values.append(_text(v))
+    return found
+
+
 def extract(headers: Headers) -> TraceContext:
     """Read ``traceparent``, ``tracestate`` and ``baggage`` from inbound headers.
 
@@ -409,11 +422,7 @@ def extract(headers: Headers) -> TraceContext:
     inbound ``tracestate``; an invalid ``tracestate`` is dropped while the trace continues.
     Baggage is read either way.
     """
-    found: dict[str, list[str]] = {TRACEPARENT: [], TRACESTATE: [], BAGGAGE: []}
-    for n, v in _pairs(headers):
-        values = found.get(_text(n).lower())
-        if values is not None:
-            values.append(_text(v))
+    found = fields(headers)
     baggage = parse_baggage(found[BAGGAGE])
     tp = parse_traceparent(found[TRACEPARENT])
     if tp is None:
