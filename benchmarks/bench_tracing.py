@@ -150,14 +150,6 @@ def order(block):
     return variants[k:] + variants[:k]
 
 
-def timed(run_calls, variant):
-    gc.collect()
-    cpu = time.process_time()
-    run_calls(calls)
-    drain(variant)
-    return (time.process_time() - cpu) / calls * 1e6
-
-
 out = {v: [] for v in variants}
 if transport == "aiohttp":
     import aiohttp

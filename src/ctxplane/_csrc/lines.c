@@ -76,6 +76,22 @@ w_quoted_hex(writer *w, const char *key, size_t keylen, PyObject *v)
     return W_LIT(w, "\"");
 }
 
+#define W_QUOTED_HEX(w, key, v) w_quoted_hex((w), (key), sizeof(key) - 1, (v))
+
+/* The str attribute `name` of `obj`, written as it is (the EU's pre-built line parts). */
+static int
+w_str_attr(writer *w, PyObject *obj, PyObject *name)
+{
+    PyObject *s = PyObject_GetAttr(obj, name);
+    if (s == NULL)
+        return -1;
+    int r = PyUnicode_Check(s) ? w_str(w, s) : -1;
+    if (r < 0 && !PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "%U: not a str", name);
+    Py_DECREF(s);
+    return r;
+}
+
 static int
 w_int(writer *w, PyObject *v)
 {
@@ -279,36 +295,19 @@ w_item(writer *w, PyObject *item, PyObject *traces, PyObject *gen, PyObject *ref
     if (W_LIT(w, "\",\"task\":\"") < 0 || w_hex64(w, task) < 0
         || W_LIT(w, "\",\"id\":\"") < 0 || w_hex64(w, eid) < 0
         || W_LIT(w, "\",\"parents\":[") < 0 || w_parents(w, parents) < 0
-        || W_LIT(w, "],") < 0)
-        return -1;
-    PyObject *head = PyObject_GetAttr(eu, s_line_head);
-    if (head == NULL)
-        return -1;
-    int r = PyUnicode_Check(head) ? w_str(w, head) : -1;
-    if (r < 0 && !PyErr_Occurred())
-        PyErr_SetString(PyExc_TypeError, "line_head: not a str");
-    Py_DECREF(head);
-    if (r < 0)
+        || W_LIT(w, "],") < 0 || w_str_attr(w, eu, s_line_head) < 0)
         return -1;
     if (W_LIT(w, ",\"seq\":") < 0 || w_int(w, seq) < 0 || W_LIT(w, ",\"type\":") < 0
         || w_json_str(w, typ, json_str) < 0 || W_LIT(w, ",\"ts\":") < 0 || w_int(w, ts) < 0
-        || W_LIT(w, ",\"label\":") < 0 || w_json_str(w, label, json_str) < 0)
-        return -1;
-    PyObject *tail = PyObject_GetAttr(eu, s_line_tail);
-    if (tail == NULL)
-        return -1;
-    r = PyUnicode_Check(tail) ? w_str(w, tail) : -1;
-    if (r < 0 && !PyErr_Occurred())
-        PyErr_SetString(PyExc_TypeError, "line_tail: not a str");
-    Py_DECREF(tail);
-    if (r < 0)
+        || W_LIT(w, ",\"label\":") < 0 || w_json_str(w, label, json_str) < 0
+        || w_str_attr(w, eu, s_line_tail) < 0)
         return -1;
     if (extra != Py_None) {
         if (!PyTuple_Check(extra) || PyTuple_GET_SIZE(extra) < 2) {
             PyErr_SetString(PyExc_TypeError, "span fields: not a tuple");
             return -1;
         }
-        if (w_quoted_hex(w, ",\"span\":", 8, PyTuple_GET_ITEM(extra, 0)) < 0)
+        if (W_QUOTED_HEX(w, ",\"span\":", PyTuple_GET_ITEM(extra, 0)) < 0)
             return -1;
         int start = PyUnicode_Check(typ) ? PyUnicode_Compare(typ, s_span_start) == 0 : 0;
         if (PyErr_Occurred())
@@ -322,7 +321,7 @@ w_item(writer *w, PyObject *item, PyObject *traces, PyObject *gen, PyObject *ref
             int has = PyObject_IsTrue(parent);
             if (has < 0)
                 return -1;
-            if (has && w_quoted_hex(w, ",\"parent_span\":", 15, parent) < 0)
+            if (has && W_QUOTED_HEX(w, ",\"parent_span\":", parent) < 0)
                 return -1;
             if (W_LIT(w, ",\"span_kind\":") < 0
                 || w_json_str(w, PyTuple_GET_ITEM(extra, 2), json_str) < 0)
@@ -335,7 +334,7 @@ w_item(writer *w, PyObject *item, PyObject *traces, PyObject *gen, PyObject *ref
     int has_span = PyObject_IsTrue(in_span);
     if (has_span < 0)
         return -1;
-    if (has_span && w_quoted_hex(w, ",\"in_span\":", 11, in_span) < 0)
+    if (has_span && W_QUOTED_HEX(w, ",\"in_span\":", in_span) < 0)
         return -1;
     int has_attrs = PyObject_IsTrue(attrs);
     if (has_attrs < 0)

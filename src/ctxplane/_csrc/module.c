@@ -61,7 +61,8 @@ static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT,
     .m_name = "ctxplane._speedups",
     .m_doc = "ctxplane's compiled accelerator (optional): the atom codec, lexvarints, the "
-             "asyncio task type and the trace file's JSON lines. The pure-Python modules are the reference.",
+             "asyncio task type and the trace file's JSON lines. The pure-Python modules are "
+             "the reference.",
     .m_size = 0,
     .m_slots = slots,
 };
