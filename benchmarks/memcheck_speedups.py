@@ -127,6 +127,41 @@ def _lines_workload(rounds: int) -> None:
         api.stop()
 
 
+def _record_workload(n: int, out: dict[str, int]) -> None:
+    # events recorded in C (record.c): every reference it takes of its arguments and of the
+    # values it makes is dropped once the buffer is flushed; the label's and attributes'
+    # refcounts and the live baggage values show a leak of one per event as n
+    import ctxplane
+    from ctxplane import Baggage
+    from ctxplane.tracing import api, recorder
+
+    label = "memcheck-record-" + str(n)  # (a str of its own: nobody else holds it)
+    attrs = {"k": 1}
+    api.start([_LinesSink()], service="memcheck", interval=3600)
+    try:
+        with ctxplane.span("root"):
+            for _ in range(1000):
+                recorder.record("user", label, attrs)
+            recorder.flush()
+            gc.collect()
+            out["record_label_refs_before"] = sys.getrefcount(label)
+            out["record_attrs_refs_before"] = sys.getrefcount(attrs)
+            out["record_live_baggage_before"] = sum(1 for o in gc.get_objects()
+                                                    if type(o) is Baggage)
+            for i in range(n):
+                recorder.record("user", label, attrs)
+                if i % 10000 == 0:
+                    recorder.flush()
+            recorder.flush()
+            gc.collect()
+            out["record_label_refs_after"] = sys.getrefcount(label)
+            out["record_attrs_refs_after"] = sys.getrefcount(attrs)
+            out["record_live_baggage_after"] = sum(1 for o in gc.get_objects()
+                                                   if type(o) is Baggage)
+    finally:
+        api.stop()
+
+
 def run(n: int) -> dict[str, int]:
     """The workload in this interpreter; returns the figures before and after."""
     global _FIVE
@@ -156,6 +191,7 @@ def run(n: int) -> dict[str, int]:
         asyncio.run(main())
     _codec_workload(1000 if n >= 100000 else 50)
     _lines_workload(200 if n >= 100000 else 5)
+    _record_workload(n if n >= 100000 else 200, out)
     return out
 
 
@@ -192,7 +228,8 @@ def valgrind(n: int) -> int:
             f.write(proc.stderr)
     records = re.split(r"\n==\d+== ?\n", proc.stderr)
     # frames of the extension: its sources (debug info) or its shared object
-    ours = [r for r in records if re.search(r"\((codec|lines|task|module)\.c:\d+\)|_speedups\.", r)]
+    ours = [r for r in records
+            if re.search(r"\((codec|lines|record|task|module)\.c:\d+\)|_speedups\.", r)]
     errors = [r for r in ours if re.search(r"Invalid (read|write|free)|uninitialised", r)]
     lost = [r for r in ours if "definitely lost" in r]
     summary = re.search(r"ERROR SUMMARY: .*", proc.stderr)
@@ -237,9 +274,14 @@ def main() -> None:
     live = out["live_after"] - out["live_before"]
     rss = out["rss_kb_after"] - out["rss_kb_before"]
     print(f"{n} tasks: type refcount {leak:+d}, live tasks {live:+d}, peak RSS {rss:+d} kB")
+    rec = {k: out[f"record_{k}_after"] - out[f"record_{k}_before"]
+           for k in ("label_refs", "attrs_refs", "live_baggage")}
+    print(f"{n} events: label refcount {rec['label_refs']:+d}, attributes refcount "
+          f"{rec['attrs_refs']:+d}, live baggage values {rec['live_baggage']:+d}")
     if not out["compiled"]:
         print("note: the compiled module is not in use: this checked the pure-Python path")
-    sys.exit(1 if abs(leak) > 1 or abs(live) > 1 else 0)
+    sys.exit(1 if abs(leak) > 1 or abs(live) > 1 or any(abs(v) > 1 for v in rec.values())
+             else 0)
 
 
 if __name__ == "__main__":

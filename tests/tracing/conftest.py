@@ -28,3 +28,18 @@ def patched() -> Iterator[None]:
     yield
     for p in ps:
         p.unpatch()
+
+
+@pytest.fixture(params=["compiled", "pure"])
+def record_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with the compiled ``record`` and again with ``record_pure`` (the
+    reference); the compiled run is skipped when the speedups are not in use."""
+    from ctxplane.tracing import api, recorder
+
+    if request.param == "compiled":
+        if recorder.record is recorder.record_pure:
+            pytest.skip("the compiled speedups are not in use")
+    else:
+        monkeypatch.setattr(recorder, "record", recorder.record_pure)
+        monkeypatch.setattr(api, "_record", recorder.record_pure)
+    return str(request.param)

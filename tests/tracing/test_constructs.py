@@ -14,7 +14,7 @@ import pytest
 import ctxplane
 from ctxplane.testing import Trace, TraceRecorder
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("record_impl")]
 N = 3
 
 

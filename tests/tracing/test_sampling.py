@@ -16,7 +16,7 @@ from ctxplane.testing import TraceRecorder
 from ctxplane.tracing import sampling
 from ctxplane.wire.tracecontext import current_traceparent
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.usefixtures("record_impl")]
 REQUESTS = 4000
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 import ctxplane
 from ctxplane.testing import BaggageLog, TraceRecorder
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("record_impl")]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -16,7 +16,7 @@ import pytest
 import ctxplane
 from ctxplane.testing import Trace, TraceRecorder
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("record_impl")]
 SERVICE = "trace.Svc"
 KINDS = ("UU", "US", "SU", "SS")
 

@@ -21,7 +21,7 @@ from ctxplane.testing import TraceRecorder
 from ctxplane.transit import context
 from ctxplane.wire.tracecontext import TraceContextBag
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("record_impl")]
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"

@@ -49,6 +49,8 @@ exec_module(PyObject *module)
         return -1;
     if (cp_lines_init(module) < 0)
         return -1;
+    if (cp_record_init(module) < 0)
+        return -1;
     return 0;
 }
 
@@ -61,8 +63,8 @@ static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT,
     .m_name = "ctxplane._speedups",
     .m_doc = "ctxplane's compiled accelerator (optional): the atom codec, lexvarints, the "
-             "asyncio task type and the trace file's JSON lines. The pure-Python modules are "
-             "the reference.",
+             "asyncio task type, the trace recorder's events and the trace file's JSON "
+             "lines. The pure-Python modules are the reference.",
     .m_size = 0,
     .m_slots = slots,
 };

@@ -21,6 +21,9 @@ extern PyMethodDef cp_codec_methods[];
 /* lines.c */
 int cp_lines_init(PyObject *module);
 
+/* record.c */
+int cp_record_init(PyObject *module);
+
 /* task.c */
 int cp_task_init(PyObject *module);
 extern PyMethodDef cp_task_methods[];

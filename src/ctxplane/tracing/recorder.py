@@ -38,7 +38,7 @@ from ..wire.tracecontext import TraceContextBag
 from . import xtrace as _x
 from .sinks import Sink
 
-__all__ = ["EU", "Recorder", "Resource", "dropped", "flush", "record", "recorder"]
+__all__ = ["EU", "Recorder", "Resource", "dropped", "flush", "record", "record_pure", "recorder"]
 
 _rng = random.Random()
 _rand = _rng.getrandbits
@@ -369,7 +369,7 @@ recorder = Recorder()
 """The process's recorder."""
 
 
-def record(
+def record_pure(
     typ: str,
     label: str,
     attrs: dict[str, Any] | None = None,
@@ -381,7 +381,9 @@ def record(
     bag); returns the event id, or 0 when nothing was recorded (not traced, or buffer full).
 
     ``extra`` is ``(span id, parent span id or 0, span kind)`` on ``span-start`` and
-    ``(span id, status)`` on ``span-end``; ``in_span`` overrides the innermost open span."""
+    ``(span id, status)`` on ``span-end``; ``in_span`` overrides the innermost open span.
+
+    This is the reference; :data:`record` is its compiled twin when the speedups are in use."""
     if _HEADER not in _frame_get(_EMPTY_FRAME).baggage._atoms:  # (no calls: every event)
         return 0
     f = _own_frame()
@@ -493,6 +495,20 @@ def on_join() -> None:
     x = _read(b)
     if x is not None and len(x[1]) > 1:
         record("join", "join", None, None, None, (b, x))  # (b read once)
+
+
+def _compiled_record() -> Any:
+    # the C twin of record_pure, configured with what it works with (None: not built)
+    configure = getattr(_speedups, "configure_record", None)
+    if configure is None:
+        return None
+    configure(rec, _t._frame, _EMPTY_FRAME, _eu_var, _span_var, Baggage, _Frame, EU, _HEADER,
+              _F1, _F2, _XTRACE, _rand, _now, _own_frame, new_eu, record_pure)
+    return _speedups.record  # type: ignore[union-attr]
+
+
+record: Any = _compiled_record() or record_pure
+"""Record one event: :func:`record_pure`, or its compiled twin when the speedups are in use."""
 
 
 # -- fork and exit ----------------------------------------------------------------------------
