@@ -40,6 +40,11 @@ def record_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         if recorder.record is recorder.record_pure:
             pytest.skip("the compiled speedups are not in use")
     else:
+        from ctxplane.transit import context as transit
+
+        # (api.start installs recorder.on_join as transit's hook: tracing must start after)
+        assert transit._join_hook is None, "record_impl is set up after tracing started"
         monkeypatch.setattr(recorder, "record", recorder.record_pure)
+        monkeypatch.setattr(recorder, "on_join", recorder.on_join_pure)
         monkeypatch.setattr(api, "_record", recorder.record_pure)
     return str(request.param)

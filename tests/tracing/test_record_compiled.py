@@ -81,8 +81,8 @@ def _eu_state(eu: Any) -> tuple[Any, ...]:
             None if eu.last_b is None else eu.last_b.atoms)
 
 
-def _run(impl: Callable[..., int], b: Baggage, known: bool, calls: list[tuple[Any, ...]],
-         capacity: int) -> tuple[Any, ...]:
+def _run(impls: tuple[Callable[..., int], Callable[[], None]], b: Baggage, known: bool,
+         calls: list[tuple[Any, ...]], capacity: int) -> tuple[Any, ...]:
     """Run ``calls`` of ``impl`` in a fresh context starting from ``b``; what they left."""
     rec = recorder.rec
     saved = (rec.capacity, rec.dropped, dict(rec.traces), list(rec.buf))
@@ -98,10 +98,17 @@ def _run(impl: Callable[..., int], b: Baggage, known: bool, calls: list[tuple[An
     def body() -> None:
         b.get(tc.TraceContextBag)  # a bag parsed before: kept by the new values
         context._frame.set(context.Frame(b, context.Execution()))
-        for typ, label, attrs, extra, in_span, join in calls:
+        impl, on_join = impls
+        for typ, label, attrs, extra, in_span, how in calls:
             cur = context.current()
-            read = (cur, xtrace.read(cur)) if join and xtrace.read(cur) is not None else None
-            eid = impl(typ, label, attrs, extra, in_span, read)
+            if how == "hook":  # transit's join hook (a join event if several parents)
+                on_join()
+                eid = None
+            else:
+                read = None
+                if how == "read" and xtrace.read(cur) is not None:
+                    read = (cur, xtrace.read(cur))
+                eid = impl(typ, label, attrs, extra, in_span, read)
             now = context.current()
             out.append((eid, now.atoms, sorted(t.__name__ for t in (now._bags or {}))))
         eu = recorder._eu_get(None)
@@ -126,7 +133,7 @@ CALLS = st.lists(
         st.sampled_from([None, {"k": 1}]),
         st.sampled_from([None, (7, 0, "client"), (7, "ok")]),
         st.sampled_from([None, 0, 99]),
-        st.booleans(),
+        st.sampled_from([None, "read", "hook"]),  # how: the bag read by the caller / the hook
     ),
     min_size=1,
     max_size=4,
@@ -139,17 +146,27 @@ def test_compiled_record_is_the_reference(
     b: Baggage, known: bool, calls: list[tuple[Any, ...]], full: bool
 ) -> None:
     capacity = 1 if full else 65536  # full: the second event on is dropped and counted
-    pure = _run(recorder.record_pure, b, known, calls, capacity)
-    native = _run(recorder.record, b, known, calls, capacity)
+    pure = _run((recorder.record_pure, recorder.on_join_pure), b, known, calls, capacity)
+    native = _run((recorder.record, recorder.on_join), b, known, calls, capacity)
     assert native == pure
 
 
 def test_events_of_a_simple_bag_are_recorded_in_c_and_chain() -> None:
     # the common case, spelled out: each event's parent is the one before it
     b = Baggage([H, F1, _atom(TASK), F2, _atom(1), _atom(2)])
-    calls = [("user", "a", None, None, None, False)] * 3
-    (out, items, dropped, _) = _run(recorder.record, b, True, calls, 65536)
+    calls = [("user", "a", None, None, None, None)] * 3
+    (out, items, dropped, _) = _run((recorder.record, recorder.on_join), b, True, calls, 65536)
     eids = [o[0] for o in out[:3]]
     assert [it[5] for it in items] == [(1, 2), (eids[0],), (eids[1],)]
     assert out[2][1] == (H, F1, _atom(TASK), F2, _atom(eids[2]))
     assert dropped == 0
+
+
+def test_the_join_hook_records_a_join_of_several_parents_only() -> None:
+    two = Baggage([H, F1, _atom(TASK), F2, _atom(1), _atom(2)])
+    one = Baggage([H, F1, _atom(TASK), F2, _atom(1)])
+    hook = [("join", "join", None, None, None, "hook")]
+    for on in (recorder.on_join, recorder.on_join_pure):
+        (_, items, _, _) = _run((recorder.record, on), two, True, hook, 65536)
+        assert [(it[2], it[5]) for it in items] == [("join", (1, 2))]
+        assert _run((recorder.record, on), one, True, hook, 65536)[1] == []

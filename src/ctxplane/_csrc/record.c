@@ -13,6 +13,7 @@
 #include <structmember.h>
 
 /* the Python pieces (configure_record) */
+static PyObject *r_join_pure, *s_join;
 static PyObject *r_rec, *r_frame_var, *r_empty_frame, *r_eu_var, *r_span_var, *r_header,
     *r_f1, *r_f2, *r_xtrace, *r_rand, *r_now, *r_own_frame, *r_new_eu, *r_pure, *r_transit;
 static PyTypeObject *r_baggage_type, *r_frame_type;
@@ -557,15 +558,61 @@ done:
     return result;
 }
 
+/* recorder.on_join_pure: after a join changed the active baggage, a "join" event when the
+ * X-Trace parent set has several members (the bag read once, passed on to record). */
+static PyObject *
+record_join(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (r_join_pure == NULL)
+        return PyErr_Format(PyExc_RuntimeError, "record_join: configure_record was not called");
+    PyObject *f, *result = NULL;
+    if (PyContextVar_Get(r_frame_var, r_empty_frame, &f) < 0)
+        return NULL;
+    if (Py_TYPE(f) != r_frame_type || Py_TYPE(SLOT(f, o_f_baggage)) != r_baggage_type) {
+        Py_DECREF(f);
+        return PyObject_CallNoArgs(r_join_pure);
+    }
+    PyObject *b = SLOT(f, o_f_baggage), *parents = NULL;
+    unsigned long long task;
+    Py_ssize_t start, end;
+    int r = read_simple(SLOT(b, o_b_atoms), &task, &parents, &start, &end);
+    if (r <= 0) {
+        Py_DECREF(f);
+        if (r < 0)
+            return NULL;
+        return PyObject_CallNoArgs(r_join_pure); /* none there, or not the simple form */
+    }
+    if (PyTuple_GET_SIZE(parents) > 1) {
+        PyObject *x = Py_BuildValue("(KO(nn))", task, parents, start, end), *read_b, *ev;
+        read_b = x ? PyTuple_Pack(2, b, x) : NULL;
+        Py_XDECREF(x);
+        if (read_b != NULL) {
+            PyObject *args[6] = {s_join, s_join, Py_None, Py_None, Py_None, read_b};
+            ev = record(NULL, args, 6, NULL);
+            Py_DECREF(read_b);
+            if (ev != NULL) {
+                Py_DECREF(ev);
+                result = Py_NewRef(Py_None);
+            }
+        }
+    }
+    else
+        result = Py_NewRef(Py_None);
+    Py_DECREF(parents);
+    Py_DECREF(f);
+    return result;
+}
+
 static PyObject *
 configure_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 17)
-        return PyErr_Format(PyExc_TypeError, "configure_record takes 17 arguments");
+    if (nargs != 18)
+        return PyErr_Format(PyExc_TypeError, "configure_record takes 18 arguments");
     /* rec, frame_var, empty_frame, eu_var, span_var, Baggage, Frame, EU, header, f1, f2,
-     * XTraceBaggage, rand, now, own_frame, new_eu, pure record; the transit module is
-     * own_frame's */
+     * XTraceBaggage, rand, now, own_frame, new_eu, record_pure, on_join_pure; the transit
+     * module is own_frame's */
     PyObject *types[3] = {args[5], args[6], args[7]};
     for (int i = 0; i < 3; i++)
         if (!PyType_Check(types[i]))
@@ -615,6 +662,7 @@ configure_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_XSETREF(r_own_frame, Py_NewRef(args[14]));
     Py_XSETREF(r_new_eu, Py_NewRef(args[15]));
     Py_XSETREF(r_pure, Py_NewRef(args[16]));
+    Py_XSETREF(r_join_pure, Py_NewRef(args[17]));
     Py_RETURN_NONE;
 }
 
@@ -622,6 +670,8 @@ static PyMethodDef record_methods[] = {
     {"record", (PyCFunction)(void (*)(void))record, METH_FASTCALL | METH_KEYWORDS,
      "record(typ, label, attrs=None, extra=None, in_span=None, _read_b=None): "
      "recorder.record_pure in C."},
+    {"record_join", record_join, METH_NOARGS,
+     "record_join(): recorder.on_join_pure in C (transit's join hook)."},
     {"configure_record", (PyCFunction)(void (*)(void))configure_record, METH_FASTCALL,
      "configure_record(...): what record works with (recorder.py calls it at import)."},
     {NULL, NULL, 0, NULL},
@@ -641,6 +691,7 @@ cp_record_init(PyObject *module)
     INTERN(s_running_loop, "_running_loop");
     INTERN(s_task_of, "_task_of");
     INTERN(s_lazy_type, "_lazy_type");
+    INTERN(s_join, "join");
 #undef INTERN
     if ((n64 = PyLong_FromLong(64)) == NULL || (n_one = PyLong_FromLong(1)) == NULL ||
         (n_minus2 = PyLong_FromLong(-2)) == NULL)

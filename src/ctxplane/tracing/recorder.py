@@ -38,7 +38,8 @@ from ..wire.tracecontext import TraceContextBag
 from . import xtrace as _x
 from .sinks import Sink
 
-__all__ = ["EU", "Recorder", "Resource", "dropped", "flush", "record", "record_pure", "recorder"]
+__all__ = ["EU", "Recorder", "Resource", "dropped", "flush", "on_join", "on_join_pure", "record",
+           "record_pure", "recorder"]
 
 _rng = random.Random()
 _rand = _rng.getrandbits
@@ -78,13 +79,13 @@ class EU:
     __slots__ = ("ex", "head", "id", "kind", "last_b", "last_id", "line_gen", "line_head",
                  "line_tail", "name", "prefix", "seq", "tail", "task", "thread")
 
-    def __init__(self, ex: Any, kind: str, name: str) -> None:
+    def __init__(self, ex: Any, kind: str, name: str, thread: str | None = None) -> None:
         self.ex = ex
         self.id = _rand(64) or 1
         self.seq = 0
         self.kind = kind
         self.name = name
-        self.thread = threading.current_thread().name
+        self.thread = threading.current_thread().name if thread is None else thread
         self.last_b: Baggage | None = None
         self.last_id = 0
         self.head: tuple[bytes, ...] = ()  # the atoms before the X-Trace parent atom...
@@ -105,12 +106,11 @@ _span_get = _span_var.get
 _main_kind = ""  # "main" or "process" (a multiprocessing child): asked once per process
 
 
-def _kind_of(ex: Any) -> tuple[str, str]:
+def _kind_of(ex: Any, th: threading.Thread) -> tuple[str, str]:
     global _main_kind
     get_name = getattr(ex, "get_name", None)
     if get_name is not None:
         return "task", str(get_name())
-    th = threading.current_thread()
     if th is threading.main_thread():
         if not _main_kind:
             mp = sys.modules.get("multiprocessing")
@@ -122,9 +122,10 @@ def _kind_of(ex: Any) -> tuple[str, str]:
 
 def new_eu(ex: Any, kind: str = "", name: str = "") -> EU:
     """Make a new execution unit current for ``ex`` (the running execution record)."""
+    th = threading.current_thread()
     if not kind:
-        kind, name = _kind_of(ex)
-    eu = EU(ex, kind, name)
+        kind, name = _kind_of(ex, th)
+    eu = EU(ex, kind, name, th.name)
     _eu_var.set(eu)
     return eu
 
@@ -147,6 +148,8 @@ class Recorder:
         self._running = False
         self._pid = os.getpid()
         self._gen = 0  # bumped when the resource or pid changes (EUs' line parts go stale)
+        self._tails: dict[tuple[str, str, str], str] = {}  # EU line tails of generation...
+        self._tails_gen = -1  # ...this one
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -275,15 +278,26 @@ class Recorder:
         return line + "}\n"
 
     def _eu_parts(self, eu: EU) -> None:
-        res = self.resource
-        tail = (f',"service":{_json_str(res.name)},"pid":{self._pid},'
-                f'"thread":{_json_str(eu.thread)},"eu_kind":{_json_str(eu.kind)}')
-        if eu.name:
-            tail += f',"eu_name":{_json_str(eu.name)}'
-        if res.version:
-            tail += f',"version":{_json_str(res.version)}'
-        if res.namespace:
-            tail += f',"namespace":{_json_str(res.namespace)}'
+        # an EU's parts of its lines; the tail is shared by the EUs of one thread, kind and
+        # name (every request's handler EU, say): made once per generation
+        if self._tails_gen != self._gen:
+            self._tails.clear()
+            self._tails_gen = self._gen
+        key = (eu.thread, eu.kind, eu.name)
+        tail = self._tails.get(key)
+        if tail is None:
+            res = self.resource
+            tail = (f',"service":{_json_str(res.name)},"pid":{self._pid},'
+                    f'"thread":{_json_str(eu.thread)},"eu_kind":{_json_str(eu.kind)}')
+            if eu.name:
+                tail += f',"eu_name":{_json_str(eu.name)}'
+            if res.version:
+                tail += f',"version":{_json_str(res.version)}'
+            if res.namespace:
+                tail += f',"namespace":{_json_str(res.namespace)}'
+            if len(self._tails) >= 1024:
+                self._tails.clear()
+            self._tails[key] = tail
         eu.line_head = f'"eu":"{eu.id:016x}"'
         eu.line_tail = tail
         eu.line_gen = self._gen
@@ -486,9 +500,10 @@ def flush() -> None:
     rec.flush()
 
 
-def on_join() -> None:
+def on_join_pure() -> None:
     """Transit's join hook: after a join changed the active baggage, record a ``join`` event
-    when the joined X-Trace parent set has several members."""
+    when the joined X-Trace parent set has several members (the reference; :data:`on_join`
+    is its compiled twin when the speedups are in use)."""
     b = _frame_get(_EMPTY_FRAME).baggage
     if _HEADER not in b._atoms:
         return
@@ -497,18 +512,21 @@ def on_join() -> None:
         record("join", "join", None, None, None, (b, x))  # (b read once)
 
 
-def _compiled_record() -> Any:
-    # the C twin of record_pure, configured with what it works with (None: not built)
+def _compiled() -> tuple[Any, Any]:
+    # the C twins of record_pure and on_join_pure, configured with what they work with
     configure = getattr(_speedups, "configure_record", None)
     if configure is None:
-        return None
+        return record_pure, on_join_pure
     configure(rec, _t._frame, _EMPTY_FRAME, _eu_var, _span_var, Baggage, _Frame, EU, _HEADER,
-              _F1, _F2, _XTRACE, _rand, _now, _own_frame, new_eu, record_pure)
-    return _speedups.record  # type: ignore[union-attr]
+              _F1, _F2, _XTRACE, _rand, _now, _own_frame, new_eu, record_pure, on_join_pure)
+    return _speedups.record, _speedups.record_join  # type: ignore[union-attr]
 
 
-record: Any = _compiled_record() or record_pure
-"""Record one event: :func:`record_pure`, or its compiled twin when the speedups are in use."""
+record: Any
+on_join: Any
+record, on_join = _compiled()
+"""``record``: record one event (:func:`record_pure`, or its compiled twin when the speedups
+are in use); ``on_join``: transit's join hook (:func:`on_join_pure` or its twin)."""
 
 
 # -- fork and exit ----------------------------------------------------------------------------
