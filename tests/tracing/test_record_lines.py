@@ -142,8 +142,16 @@ def test_compiled_lines_are_the_reference_lines() -> None:
             assert native == pure
             assert rec._lines(items) == pure
             rec._gen += 1
-        # shapes the C code refuses (ids beyond 64 bits, a non-tuple) fall back to the reference
+        # integers the C code writes itself or through str(): seq and ts at and past the
+        # edges of 64 bits, negative, zero; ids at their edges
         eu, *rest = items[0]
+        edges = [0, -1, 9, 10, -(2**63), 2**63 - 1, 2**63, -(2**63) - 1, 10**30]
+        ints = [(eu, q, rest[1], t, *rest[3:]) for q in edges for t in edges[:3] + edges[-2:]]
+        ids = [(eu, *rest[:4], i, (i, 2**64 - 1 - i), *rest[6:]) for i in (0, 1, 2**64 - 1)]
+        got = recorder._format_lines(ints + ids, rec.traces, rec._gen, rec._eu_parts,
+                                     recorder._json_str, recorder._attrs_text)  # fmt: skip
+        assert got == rec.lines_pure(ints + ids)
+        # shapes the C code refuses (ids beyond 64 bits, a non-tuple) fall back to the reference
         odd = [(eu, *rest[:4], 2**64 + 5, *rest[5:])]
         with pytest.raises(OverflowError):
             recorder._format_lines(odd, rec.traces, rec._gen, rec._eu_parts,

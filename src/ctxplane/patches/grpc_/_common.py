@@ -293,9 +293,20 @@ def _method_of(inner: Any) -> str:
     return m if isinstance(m, str) else ""
 
 
+# The span attributes of a method, made once per method: the dict is shared by its spans'
+# start events (nothing downstream changes an event's attributes). Bounded: cleared when full.
+_RPC_ATTRS: dict[str, dict[str, Any]] = {}
+
+
 def _rpc_attrs(method: str) -> dict[str, Any]:
-    service, _, name = method.lstrip("/").rpartition("/")
-    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+    attrs = _RPC_ATTRS.get(method)
+    if attrs is None:
+        service, _, name = method.lstrip("/").rpartition("/")
+        attrs = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+        if len(_RPC_ATTRS) >= 1024:
+            _RPC_ATTRS.clear()
+        _RPC_ATTRS[method] = attrs
+    return attrs
 
 
 def _traced_outbound(tr: Any, metadata: Any, inner: Any) -> tuple[Any, bytes | None] | None:
@@ -303,7 +314,8 @@ def _traced_outbound(tr: Any, metadata: Any, inner: Any) -> tuple[Any, bytes | N
         if not tr.traced():  # not sampled (decided here at the edge, or upstream)
             return None
         method = _method_of(inner)
-        sp = tr.client_start(method.lstrip("/") or "grpc", _rpc_attrs(method))
+        attrs = _RPC_ATTRS.get(method) or _rpc_attrs(method)
+        sp = tr.client_start(method.lstrip("/") or "grpc", attrs)
         if sp is None:
             return None
         value, pair = _encoded(_fget(_EMPTY_FRAME).baggage)
@@ -331,14 +343,15 @@ def _code_of(outcome: Any) -> Any:
     return code if isinstance(code, grpc.StatusCode) else None
 
 
-_STATUS_NUMBER = {c: c.value[0] for c in grpc.StatusCode}  # (Enum.value is a Python property)
+# by identity: an Enum member's hash and value are Python code (a status is one of the members)
+_STATUS_NUMBER = {id(c): c.value[0] for c in grpc.StatusCode}
 _OK = grpc.StatusCode.OK
 
 
 def _rpc_end(tr: Any, sp: Any, code: Any, error: BaseException | None) -> None:
     attrs: dict[str, Any] = {}
     if code is not None:
-        attrs["rpc.grpc.status_code"] = _STATUS_NUMBER[code]
+        attrs["rpc.grpc.status_code"] = _STATUS_NUMBER[id(code)]
         if code is not _OK:
             attrs["error.type"] = code.name
     elif error is not None:
@@ -376,7 +389,8 @@ def _server_span(method: str, context: Any) -> Any:
                 parts = str(item[1]).split("-")
                 parent = parts[2] if len(parts) == 4 and len(parts[2]) == 16 else None
         name = method.lstrip("/") or "grpc"
-        return tr.rpc_server_enter(name, _rpc_attrs(method), parent)
+        attrs = _RPC_ATTRS.get(method) or _rpc_attrs(method)
+        return tr.rpc_server_enter(name, attrs, parent)
     except Exception:
         problem("grpc server span", "ctxplane.patches", "the call goes on")
         return None
