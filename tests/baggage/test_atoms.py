@@ -6,6 +6,8 @@ import functools
 import tracemalloc
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ctxplane.baggage import Baggage, BaggageError, atoms
 from ctxplane.baggage.atoms import (
@@ -278,3 +280,33 @@ def test_framed_size_of_any_64_bit_varint_keeps_the_atoms_that_arrived():
         deserialize_framed(size + b"\x01\xaa", strict=True)
     # an atom length is still at most 5 varint bytes
     assert deserialize(bytes.fromhex("808080808000")) == (OVERFLOW_MARKER,)
+
+
+_data = st.binary(max_size=3).map(lambda b: b"\x00" + b)
+_inner = st.sampled_from([b"\xf0\x01", b"\xf0\x02", b"\xf1\x01", b"\xf4\x00a"])
+
+
+@st.composite
+def _segments(draw: st.DrawFn) -> list[bytes]:
+    """Level-0 segments in index order, each a header and sorted content (a plain value), or
+    now and then something that is not (repeated headers, unsorted content, the marker)."""
+    out: list[bytes] = []
+    for index in sorted(draw(st.sets(st.integers(0, 12), max_size=4))):
+        out.append(b"\xf8" + bytes([index]))
+        out.extend(sorted(draw(st.lists(st.one_of(_data, _inner), max_size=4))))
+    if draw(st.integers(0, 4)) == 0:
+        out = draw(st.permutations(out))
+    if draw(st.integers(0, 6)) == 0:
+        out.append(b"")
+    return out
+
+
+@given(a=_segments(), b=_segments())
+def test_segment_merge_is_the_atom_merge(a: list[bytes], b: list[bytes]) -> None:
+    """Baggage.join walks large values a level-0 segment at a time and merges small ones with
+    the atom merge: both are the spec's lexicographic merge of the atoms."""
+    from ctxplane.baggage.value import _segment_merge
+
+    expected = atoms.PURE["merge"](a, b)
+    assert _segment_merge(Baggage(a), Baggage(b)) == expected
+    assert Baggage(a).join(Baggage(b)).atoms == expected

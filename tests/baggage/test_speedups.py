@@ -155,3 +155,28 @@ def test_pure_python_can_be_forced() -> None:
     env["CTXPLANE_PURE_PYTHON"] = "0"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.split() == ["True", "False"], out.stderr
+
+
+_headerish = st.binary(min_size=1, max_size=11).map(lambda b: bytes([0x80 | b[0]]) + b[1:])
+
+
+@given(st.lists(_headerish | atom, max_size=12))
+def test_check_atoms_matches_the_reference(atom_list: list[bytes]) -> None:
+    # every prefix byte, indexed headers of every length: the same verdict, word for word
+    from ctxplane.wire import limits
+
+    want = outcome(limits.PURE["check_atoms"], tuple(atom_list))
+    assert outcome(native.check_atoms, tuple(atom_list)) == want
+    assert outcome(native.check_atoms, atom_list) == want  # (a list: the reference's path)
+
+
+def test_check_atoms_edges() -> None:
+    from ctxplane.wire import limits
+
+    cases: list[Any] = [
+        (), (b"",), (b"\x00",), (b"\x01",), (b"\x7f",), (b"\x82",), (b"\xf8",), (b"\xf8\x07",),
+        (b"\xf8\xff",), (b"\xf8\xff" + b"\x00" * 8,), (b"\xf8\xfe\x01",), (b"\xfc",),
+        (b"\x00", "not bytes"), (bytearray(b"\xf8"),),
+    ]  # fmt: skip
+    for case in cases:
+        assert outcome(native.check_atoms, case) == outcome(limits.PURE["check_atoms"], case)

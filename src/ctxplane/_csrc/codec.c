@@ -608,8 +608,40 @@ LEX(cp_decode_unsigned_reverse, decode_unsigned, 1)
 LEX(cp_decode_signed, decode_signed, 0)
 LEX(cp_decode_signed_reverse, decode_signed, 1)
 
+/* wire.limits.check_atoms: what makes well-framed atoms malformed, or None. */
+static PyObject *
+cp_check_atoms(PyObject *self, PyObject *atoms)
+{
+    (void)self;
+    if (!PyTuple_CheckExact(atoms))
+        return cp_fallback("ctxplane.wire.limits", "check_atoms", &atoms, 1, NULL);
+    Py_ssize_t n = PyTuple_GET_SIZE(atoms);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *a = PyTuple_GET_ITEM(atoms, i);
+        if (!PyBytes_CheckExact(a))
+            return cp_fallback("ctxplane.wire.limits", "check_atoms", &atoms, 1, NULL);
+        Py_ssize_t len = PyBytes_GET_SIZE(a);
+        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(a);
+        if (len == 0 || p[0] == 0) /* a data atom (prefix 0x00) or the overflow marker */
+            continue;
+        if (p[0] < 0x80 || p[0] & 0x02) {
+            static const char hex[] = "0123456789abcdef";
+            char msg[] = "unknown prefix 0x??";
+            msg[sizeof msg - 3] = hex[p[0] >> 4];
+            msg[sizeof msg - 2] = hex[p[0] & 0xf];
+            return PyUnicode_FromString(msg);
+        }
+        if (!(p[0] & 0x04)) { /* indexed header: its index (unsigned lexvarint) must decode */
+            if (len < 2 || (p[1] >= 0x80 && len < 10 - bitlen(p[1] ^ 0xFF)))
+                return PyUnicode_FromString("truncated index in a bag header");
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 #define KW (METH_FASTCALL | METH_KEYWORDS)
 PyMethodDef cp_codec_methods[] = {
+    {"check_atoms", cp_check_atoms, METH_O, "check_atoms(atoms): wire.limits.check_atoms in C."},
     {"merge", (PyCFunction)(void (*)(void))cp_merge, METH_FASTCALL,
      "merge(a, b, *more): atoms.merge in C."},
     {"serialize", cp_serialize, METH_O, "serialize(atoms): atoms.serialize in C."},

@@ -317,7 +317,10 @@ class Baggage:
             hit = _joins.get(key)
             if hit is not None and hit[0] is self and hit[1] is o:
                 return hit[2]
-            merged = _segment_merge(self, o)
+            if _C_MERGE and len(self._atoms) + len(o._atoms) <= _SMALL_JOIN:
+                merged = _atoms.merge(self._atoms, o._atoms)  # (C: cheaper than the walk)
+            else:
+                merged = _segment_merge(self, o)
             result = self if merged == self._atoms else o if merged == o._atoms else Baggage(merged)
             if len(_joins) >= _JOIN_CACHE_SIZE:
                 _joins.clear()
@@ -382,6 +385,10 @@ def _insertion_point(atoms: Sequence[bytes], header: bytes) -> int:
 # value again and again (a decoded response is one shared object). Values are immutable, so a
 # hit whose operands are still those objects is exact. Bounded: cleared when full.
 _JOIN_CACHE_SIZE = 64
+# Joins of at most this many atoms in all take the compiled atom merge whole (the same result
+# as _segment_merge, which saves copying atom by atom only when values are large).
+_SMALL_JOIN = 64
+_C_MERGE = _atoms.merge is not _atoms.PURE["merge"]
 _joins: dict[tuple[int, int], tuple[Baggage, Baggage, Baggage]] = {}
 
 

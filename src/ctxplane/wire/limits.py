@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from .._native import speedups as _speedups
 from ..baggage import Baggage, BaggageError
 from ..baggage import atoms as _atoms
 from ..baggage.lexvarint import decode_unsigned
@@ -187,6 +188,12 @@ def check_atoms(atoms: tuple[bytes, ...]) -> str | None:
             if n < 2 or (atom[1] >= 0x80 and n < 10 - (atom[1] ^ 0xFF).bit_length()):
                 return "truncated index in a bag header"
     return None
+
+
+PURE = {"check_atoms": check_atoms}
+"""The pure-Python functions that the compiled module may replace (the reference)."""
+if _speedups is not None and hasattr(_speedups, "check_atoms"):
+    check_atoms = _speedups.check_atoms
 
 
 def _filter(atoms: tuple[bytes, ...], allow: frozenset[int]) -> tuple[bytes, ...]:

@@ -3,6 +3,7 @@ decoding of the baggage metadata, the join of returned baggage, and proxy delega
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -293,20 +294,10 @@ def _method_of(inner: Any) -> str:
     return m if isinstance(m, str) else ""
 
 
-# The span attributes of a method, made once per method: the dict is shared by its spans'
-# start events (nothing downstream changes an event's attributes). Bounded: cleared when full.
-_RPC_ATTRS: dict[str, dict[str, Any]] = {}
-
-
+@functools.lru_cache(maxsize=1024)  # (shared by a method's spans: nothing changes them)
 def _rpc_attrs(method: str) -> dict[str, Any]:
-    attrs = _RPC_ATTRS.get(method)
-    if attrs is None:
-        service, _, name = method.lstrip("/").rpartition("/")
-        attrs = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
-        if len(_RPC_ATTRS) >= 1024:
-            _RPC_ATTRS.clear()
-        _RPC_ATTRS[method] = attrs
-    return attrs
+    service, _, name = method.lstrip("/").rpartition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
 
 def _traced_outbound(tr: Any, metadata: Any, inner: Any) -> tuple[Any, bytes | None] | None:
@@ -314,8 +305,7 @@ def _traced_outbound(tr: Any, metadata: Any, inner: Any) -> tuple[Any, bytes | N
         if not tr.traced():  # not sampled (decided here at the edge, or upstream)
             return None
         method = _method_of(inner)
-        attrs = _RPC_ATTRS.get(method) or _rpc_attrs(method)
-        sp = tr.client_start(method.lstrip("/") or "grpc", attrs)
+        sp = tr.client_start(method.lstrip("/") or "grpc", _rpc_attrs(method))
         if sp is None:
             return None
         value, pair = _encoded(_fget(_EMPTY_FRAME).baggage)
@@ -389,8 +379,7 @@ def _server_span(method: str, context: Any) -> Any:
                 parts = str(item[1]).split("-")
                 parent = parts[2] if len(parts) == 4 and len(parts[2]) == 16 else None
         name = method.lstrip("/") or "grpc"
-        attrs = _RPC_ATTRS.get(method) or _rpc_attrs(method)
-        return tr.rpc_server_enter(name, attrs, parent)
+        return tr.rpc_server_enter(name, _rpc_attrs(method), parent)
     except Exception:
         problem("grpc server span", "ctxplane.patches", "the call goes on")
         return None
