@@ -137,27 +137,26 @@ def _record_workload(n: int, out: dict[str, int]) -> None:
 
     label = "memcheck-record-" + str(n)  # (a str of its own: nobody else holds it)
     attrs = {"k": 1}
+
+    def measure(when: str) -> None:
+        recorder.flush()
+        gc.collect()
+        out[f"record_label_refs_{when}"] = sys.getrefcount(label)
+        out[f"record_attrs_refs_{when}"] = sys.getrefcount(attrs)
+        out[f"record_live_baggage_{when}"] = sum(1 for o in gc.get_objects()
+                                                 if type(o) is Baggage)
+
     api.start([_LinesSink()], service="memcheck", interval=3600)
     try:
         with ctxplane.span("root"):
             for _ in range(1000):
                 recorder.record("user", label, attrs)
-            recorder.flush()
-            gc.collect()
-            out["record_label_refs_before"] = sys.getrefcount(label)
-            out["record_attrs_refs_before"] = sys.getrefcount(attrs)
-            out["record_live_baggage_before"] = sum(1 for o in gc.get_objects()
-                                                    if type(o) is Baggage)
+            measure("before")
             for i in range(n):
                 recorder.record("user", label, attrs)
                 if i % 10000 == 0:
                     recorder.flush()
-            recorder.flush()
-            gc.collect()
-            out["record_label_refs_after"] = sys.getrefcount(label)
-            out["record_attrs_refs_after"] = sys.getrefcount(attrs)
-            out["record_live_baggage_after"] = sum(1 for o in gc.get_objects()
-                                                   if type(o) is Baggage)
+            measure("after")
     finally:
         api.stop()
 

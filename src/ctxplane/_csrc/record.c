@@ -645,24 +645,12 @@ configure_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return PyErr_Occurred() ? NULL
                                 : PyErr_Format(PyExc_RuntimeError, "own_frame's module is gone");
     Py_XSETREF(r_transit, transit);
-    Py_XSETREF(r_rec, Py_NewRef(args[0]));
-    Py_XSETREF(r_frame_var, Py_NewRef(args[1]));
-    Py_XSETREF(r_empty_frame, Py_NewRef(args[2]));
-    Py_XSETREF(r_eu_var, Py_NewRef(args[3]));
-    Py_XSETREF(r_span_var, Py_NewRef(args[4]));
-    Py_XSETREF(r_baggage_type, (PyTypeObject *)Py_NewRef(args[5]));
-    Py_XSETREF(r_frame_type, (PyTypeObject *)Py_NewRef(args[6]));
-    Py_XSETREF(r_eu_type, (PyTypeObject *)Py_NewRef(args[7]));
-    Py_XSETREF(r_header, Py_NewRef(args[8]));
-    Py_XSETREF(r_f1, Py_NewRef(args[9]));
-    Py_XSETREF(r_f2, Py_NewRef(args[10]));
-    Py_XSETREF(r_xtrace, Py_NewRef(args[11]));
-    Py_XSETREF(r_rand, Py_NewRef(args[12]));
-    Py_XSETREF(r_now, Py_NewRef(args[13]));
-    Py_XSETREF(r_own_frame, Py_NewRef(args[14]));
-    Py_XSETREF(r_new_eu, Py_NewRef(args[15]));
-    Py_XSETREF(r_pure, Py_NewRef(args[16]));
-    Py_XSETREF(r_join_pure, Py_NewRef(args[17]));
+    PyObject **refs[] = {&r_rec, &r_frame_var, &r_empty_frame, &r_eu_var, &r_span_var,
+                         (PyObject **)&r_baggage_type, (PyObject **)&r_frame_type,
+                         (PyObject **)&r_eu_type, &r_header, &r_f1, &r_f2, &r_xtrace, &r_rand,
+                         &r_now, &r_own_frame, &r_new_eu, &r_pure, &r_join_pure};
+    for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) /* (in the arguments' order) */
+        Py_XSETREF(*refs[i], Py_NewRef(args[i]));
     Py_RETURN_NONE;
 }
 
