@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
 import grpc.aio
 import pytest
+from grpc_support import aio_server, sync_server
 
 import ctxplane
 from ctxplane.testing import Trace, TraceRecorder
@@ -136,12 +136,8 @@ def check_call(t: Trace, kind: str) -> None:
 
 @pytest.fixture(scope="module")
 def sync_port() -> Iterator[int]:
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    server.add_generic_rpc_handlers((handlers(False),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield port
-    server.stop(None)
+    with sync_server(handlers(False), workers=4) as port:
+        yield port
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -173,16 +169,12 @@ def test_sync_handler_error(ctxplane_trace: TraceRecorder, sync_port: int) -> No
 @pytest.mark.parametrize("kind", KINDS)
 def test_aio_call_dag(ctxplane_trace: TraceRecorder, kind: str) -> None:
     async def main() -> None:
-        server = grpc.aio.server()
-        server.add_generic_rpc_handlers((handlers(True),))
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                with ctxplane.span("root"):
-                    await aio_call(channel, kind, b"ok")
-        finally:
-            await server.stop(None)
+        async with (
+            aio_server(handlers(True)) as port,
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
+        ):
+            with ctxplane.span("root"):
+                await aio_call(channel, kind, b"ok")
 
     asyncio.run(asyncio.wait_for(main(), 30))
     check_call(ctxplane_trace.trace(), kind)

@@ -10,12 +10,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
 import grpc.aio
 import pytest
+from grpc_support import aio_server, sync_server
 
 from ctxplane.testing import TraceRecorder
 from ctxplane.transit import context
@@ -68,12 +68,8 @@ def _call_plain(port: int, flags: str) -> None:
 
 @pytest.fixture(scope="module")
 def sync_port() -> Iterator[int]:
-    server = grpc.server(futures.ThreadPoolExecutor(2))
-    server.add_generic_rpc_handlers((_handlers(_uu),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield port
-    server.stop(None)
+    with sync_server(_handlers(_uu)) as port:
+        yield port
 
 
 def _check_sampled(recorder: TraceRecorder) -> None:
@@ -106,18 +102,12 @@ def test_sync_server_honours_an_unsampled_w3c_trace(
 @pytest.mark.parametrize("flags", ["01", "00"])
 def test_aio_server_honours_the_w3c_trace(ctxplane_trace: TraceRecorder, flags: str) -> None:
     async def main() -> None:
-        server = grpc.aio.server()
-        server.add_generic_rpc_handlers((_handlers(_auu),))
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        try:
+        async with aio_server(_handlers(_auu)) as port:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", PLAIN_CALLER, str(port), f"00-{TRACE}-{PARENT}-{flags}",
                 env=_plain_env(),
             )
             assert await asyncio.wait_for(proc.wait(), 30) == 0
-        finally:
-            await server.stop(None)
 
     asyncio.run(main())
     if flags == "01":
