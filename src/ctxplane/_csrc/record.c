@@ -112,19 +112,20 @@ atom_eq(PyObject *a, PyObject *b)
     return n == PyBytes_GET_SIZE(b) && memcmp(PyBytes_AS_STRING(a), PyBytes_AS_STRING(b), n) == 0;
 }
 
-/* Whether `header` is among atoms[from:] (every atom a bytes object; -1: not all are). */
-static int
-has_atom(PyObject *atoms, Py_ssize_t from, PyObject *header)
+/* Where `header` first is in atoms[from:]: its index, -1 when absent, -2 when an atom on the
+ * way is not a bytes object (the reference then decides). */
+static Py_ssize_t
+find_atom(PyObject *atoms, Py_ssize_t from, PyObject *header)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(atoms);
     for (Py_ssize_t i = from; i < n; i++) {
         PyObject *a = PyTuple_GET_ITEM(atoms, i);
         if (!PyBytes_CheckExact(a))
-            return -1;
+            return -2;
         if (atom_eq(a, header))
-            return 1;
+            return i;
     }
-    return 0;
+    return -1;
 }
 
 /* The 9-byte data atom of a fixed64 value. */
@@ -162,16 +163,7 @@ static int
 read_simple(PyObject *atoms, unsigned long long *task, PyObject **parents, Py_ssize_t *start,
             Py_ssize_t *end)
 {
-    Py_ssize_t n = PyTuple_GET_SIZE(atoms), s = -1, e;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *a = PyTuple_GET_ITEM(atoms, i);
-        if (!PyBytes_CheckExact(a))
-            return 0;
-        if (atom_eq(a, r_header)) {
-            s = i;
-            break;
-        }
-    }
+    Py_ssize_t n = PyTuple_GET_SIZE(atoms), s = find_atom(atoms, 0, r_header), e;
     if (s < 0)
         return 0;
     for (e = s + 1; e < n; e++) {
@@ -186,8 +178,7 @@ read_simple(PyObject *atoms, unsigned long long *task, PyObject **parents, Py_ss
         return 0;
     if (len != 3 && !(len >= 5 && atom_eq(PyTuple_GET_ITEM(atoms, s + 3), r_f2)))
         return 0;
-    int later = has_atom(atoms, e, r_header);
-    if (later != 0)
+    if (find_atom(atoms, e, r_header) != -1) /* a repeated header: the typed bag reads it */
         return 0;
     PyObject *t = PyTuple_GET_ITEM(atoms, s + 2);
     if (!is_u64_atom(t))
@@ -345,10 +336,10 @@ record(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwname
         return call_pure(args, nargs, NULL);
     }
     PyObject *atoms0 = SLOT(SLOT(f0, o_f_baggage), o_b_atoms);
-    int has = has_atom(atoms0, 0, r_header);
-    if (has <= 0) {
+    Py_ssize_t at = find_atom(atoms0, 0, r_header);
+    if (at < 0) {
         Py_DECREF(f0);
-        if (has < 0)
+        if (at == -2)
             return call_pure(args, nargs, NULL);
         return PyLong_FromLong(0);
     }
@@ -459,7 +450,7 @@ record(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwname
     PyObject *head = SLOT(eu, o_eu_head), *tail = SLOT(eu, o_eu_tail);
     if (!PyTuple_CheckExact(head) || !PyTuple_CheckExact(tail)) {
         Py_DECREF(ea);
-        goto pure_late;
+        goto bad_eu;
     }
     Py_ssize_t nh = PyTuple_GET_SIZE(head), nt = PyTuple_GET_SIZE(tail);
     if ((atoms_new = PyTuple_New(nh + 1 + nt)) == NULL) {
@@ -538,7 +529,7 @@ record(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwname
     result = Py_NewRef(eid_o);
     goto done;
 
-pure_late:
+bad_eu:
     /* (unreachable with the recorder's own EU objects: head/tail are always tuples) */
     PyErr_SetString(PyExc_TypeError, "record: an execution unit of an unexpected shape");
     goto done;

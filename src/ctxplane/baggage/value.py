@@ -29,6 +29,7 @@ _F8 = b"\xf8"
 class Baggage:
     """An immutable baggage value: atoms, lazily parsed bags, cached bytes."""
 
+    # (the compiled recorder, _csrc/record.c, makes values slot by slot: a new slot goes there)
     __slots__ = ("__weakref__", "_atoms", "_bags", "_bytes", "_heads", "_marker", "_segments")
 
     _EMPTY: Baggage | None = None

@@ -127,7 +127,7 @@ class Execution:
 class Frame:
     """What the ContextVar holds: the active baggage and the execution it belongs to."""
 
-    __slots__ = ("baggage", "ex")
+    __slots__ = ("baggage", "ex")  # (_csrc/record.c makes frames slot by slot, too)
 
     def __init__(self, baggage: Baggage, ex: ExecutionRecord | None = None) -> None:
         self.baggage = baggage
