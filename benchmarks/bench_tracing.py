@@ -269,9 +269,15 @@ print(json.dumps({"us": statistics.median(out), "loop": loop}))
 '''
 
 
-def child(code: str, *args: str) -> dict[str, float]:
+def child_env() -> dict[str, str]:
+    """The environment of a child: this checkout's sources, no ctxplane settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTXPLANE_")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def child(code: str, *args: str) -> dict[str, float]:
+    env = child_env()
     out = subprocess.run(
         [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300
     )
@@ -283,8 +289,7 @@ def child(code: str, *args: str) -> dict[str, float]:
 
 def instructions(transport: str, variant: str, calls: int, path: str) -> int:
     """Instructions of a whole child process (all threads) under callgrind."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CTXPLANE_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    env = child_env()
     env["BENCH_ONLY"] = variant
     env["PYTHONHASHSEED"] = "0"  # the same dict probing in every child: repeatable counts
     out = subprocess.run(
